@@ -1,0 +1,30 @@
+"""rlcli: train, compare and distill reinforcement-learning agents from the terminal or a notebook.
+
+The library API (what every CLI subcommand wraps)::
+
+    import rlcli
+    cfg = rlcli.resolve_config("ppo", env="cartpole", overrides=["ppo.learning_rate=1e-3"])
+    result = rlcli.train(cfg)                 # -> TrainResult(run_dir, steps, wall_time, final_eval_return)
+    rlcli.evaluate("runs/<name>", episodes=10)
+    rlcli.report(["runs/"])
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "train": "rlcli.engine.train:train",
+    "resolve_config": "rlcli.config.presets:resolve_config",
+    "evaluate": "rlcli.evaluation.evaluate:evaluate",
+    "report": "rlcli.report.runs:report",
+    "profile": "rlcli.engine.profile:profile",
+}
+
+
+def __getattr__(name: str):
+    # heavy modules (torch, gymnasium) load on first use, so `rlcli --help` stays fast
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'rlcli' has no attribute '{name}'")

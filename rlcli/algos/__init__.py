@@ -1,0 +1,14 @@
+"""Learners, one module each. ``ALGORITHMS`` maps an algo name to its class (imported lazily)."""
+
+from __future__ import annotations
+
+import importlib
+
+ALGORITHMS: dict[str, str] = {
+    "ppo": "rlcli.algos.ppo:PPO",
+}
+
+
+def algorithm_class(algo: str) -> type:
+    module, name = ALGORITHMS[algo].split(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,162 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), in the style of CleanRL's ppo.py.
+
+One iteration: collect ``ppo.num_steps`` x ``env.num_envs`` transitions, compute GAE, then run
+``ppo.num_epochs`` passes of ``ppo.num_minibatches`` minibatches over them. The policy loss is pluggable:
+:meth:`PPO.policy_loss` is the clipped surrogate; VAPOR subclasses PPO and replaces only that method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlcli.config.schema import Config
+from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
+from rlcli.engine.collector import RolloutCollector
+from rlcli.engine.gae import compute_gae
+from rlcli.engine.timing import PhaseTimer
+from rlcli.envs.registry import make_vec_env
+from rlcli.nets.policies import make_policy
+from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
+
+
+def make_optimizer(params, cfg: Config, learning_rate: float, eps: float) -> torch.optim.Optimizer:
+    """Adam, or AdamW with weight decay 1e-4 when the technique includes ``reg``."""
+    if "reg" in cfg.run.technique.split("+"):
+        return torch.optim.AdamW(params, lr=learning_rate, eps=eps, weight_decay=1e-4)
+    return torch.optim.Adam(params, lr=learning_rate, eps=eps)
+
+
+class PPO(Algorithm):
+    section = "ppo"
+
+    def __init__(self, cfg: Config, device: torch.device):
+        self.cfg, self.device = cfg, device
+        hp = cfg.ppo
+        self.env = make_vec_env(cfg.env, cfg.run.seed)
+        self.policy = make_policy(cfg.policy, self.env.single_observation_space,
+                                  self.env.single_action_space).to(device)
+        self.optimizer = make_optimizer(self.policy.parameters(), cfg, hp.learning_rate, hp.adam_eps)
+        self.collector = RolloutCollector(self.env, self.policy, hp.num_steps, hp.gamma, device, cfg.run.seed)
+        self.batch_size = hp.num_steps * self.env.num_envs
+        self.minibatch_size = max(1, self.batch_size // hp.num_minibatches)
+        self.env_steps = 0
+        self.iterations = 0
+
+    # -- the loss -----------------------------------------------------------------------------------------
+    def policy_loss(self, new_logprob: torch.Tensor, entropy: torch.Tensor, mb: dict[str, torch.Tensor],
+                    advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clipped surrogate objective minus the entropy bonus; (loss, stats to log)."""
+        hp = self.cfg.ppo
+        log_ratio = new_logprob - mb["logprobs"]
+        ratio = log_ratio.exp()
+        pg_loss = torch.max(-advantages * ratio,
+                            -advantages * torch.clamp(ratio, 1 - hp.clip_coef, 1 + hp.clip_coef)).mean()
+        entropy_loss = entropy.mean()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clipfrac = ((ratio - 1.0).abs() > hp.clip_coef).float().mean()
+        return pg_loss - hp.ent_coef * entropy_loss, {
+            "policy_loss": pg_loss.detach(), "entropy": entropy_loss.detach(), "approx_kl": approx_kl,
+            "clipfrac": clipfrac}
+
+    def value_loss(self, new_value: torch.Tensor, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+        hp = self.cfg.ppo
+        if hp.clip_vloss:
+            unclipped = (new_value - mb["returns"]) ** 2
+            clipped_value = mb["values"] + torch.clamp(new_value - mb["values"], -hp.clip_coef, hp.clip_coef)
+            clipped = (clipped_value - mb["returns"]) ** 2
+            return 0.5 * torch.max(unclipped, clipped).mean()
+        return 0.5 * ((new_value - mb["returns"]) ** 2).mean()
+
+    def minibatch_loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        extras = {k: mb[k] for k in self.policy.experience_spec()}
+        new_logprob, entropy, new_value = self.policy.evaluate(mb["obs"], mb["actions"], extras)
+        advantages = mb["advantages"]
+        if self.cfg.ppo.norm_adv and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        pi_loss, stats = self.policy_loss(new_logprob, entropy, mb, advantages)
+        v_loss = self.value_loss(new_value, mb)
+        stats["value_loss"] = v_loss.detach()
+        return pi_loss + self.cfg.ppo.vf_coef * v_loss, stats
+
+    # -- one iteration ------------------------------------------------------------------------------------
+    def set_learning_rate(self) -> float:
+        hp = self.cfg.ppo
+        lr = hp.learning_rate
+        if hp.anneal_lr:
+            lr *= max(0.0, 1.0 - self.env_steps / self.cfg.run.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def iteration(self, timer: PhaseTimer) -> IterationResult:
+        hp = self.cfg.ppo
+        lr = self.set_learning_rate()
+        returns, lengths, next_value = self.collector.collect(timer)
+        self.env_steps += self.batch_size
+        self.iterations += 1
+        with timer.phase("learning"):
+            buf = self.collector.buffer
+            advantages, value_targets = compute_gae(buf["rewards"], buf["values"], buf["dones"], next_value,
+                                                    hp.gamma, hp.gae_lambda)
+            batch = buf.flat({"advantages": advantages, "returns": value_targets})
+            stats = self.update(batch)
+            y_pred, y_true = batch["values"], batch["returns"]
+            var_y = y_true.var()
+            stats["explained_variance"] = float(1 - (y_true - y_pred).var() / var_y) if var_y > 0 else float("nan")
+        stats["learning_rate"] = lr
+        return IterationResult(stats, returns, lengths)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        hp = self.cfg.ppo
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(hp.num_epochs):
+            perm = torch.randperm(self.batch_size, device=self.device)
+            for start in range(0, self.batch_size, self.minibatch_size):
+                idx = perm[start:start + self.minibatch_size]
+                mb = {k: v[idx] for k, v in batch.items()}
+                loss, stats = self.minibatch_loss(mb)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), hp.max_grad_norm)
+                self.optimizer.step()
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+        return {k: v / count for k, v in sums.items()}
+
+    # -- evaluation and checkpoints -----------------------------------------------------------------------
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        self.policy.eval()
+        try:
+            with torch.no_grad():
+                step = self.policy.act(torch.as_tensor(obs, device=self.device), deterministic=deterministic)
+        finally:
+            self.policy.train()
+        return step.action.cpu().numpy()
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        opt_state, opt_groups = optimizer_to_tree(self.optimizer)
+        tensors = {"model": self.policy.state_dict(), "optimizer": opt_state, "rng": rng_state(),
+                   "collector": self.collector.state()}
+        return tensors, {"optimizer_param_groups": opt_groups,
+                         "counters": {"env_steps": self.env_steps, "iterations": self.iterations}}
+
+    def load_state(self, ckpt: Checkpoint, weights_only: bool = False) -> None:
+        self.policy.load_state_dict(ckpt.tensors("model"))
+        if weights_only:
+            return
+        if ckpt.has("optimizer"):
+            optimizer_from_tree(self.optimizer, ckpt.tensors("optimizer"), ckpt.documents["optimizer_param_groups"])
+        counters = ckpt.documents["counters"]
+        self.env_steps, self.iterations = counters["env_steps"], counters["iterations"]
+        self.collector.load_state(ckpt.tensors("collector"), reseed=self.cfg.run.seed + self.env_steps)
+        load_rng_state(ckpt.tensors("rng"))
+
+    def close(self) -> None:
+        self.env.close()

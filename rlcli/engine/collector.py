@@ -1,0 +1,96 @@
+"""Vectorized on-policy rollouts into a :class:`RolloutBuffer` (shared by PPO, VAPOR and RND)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlcli.engine.rollout_buffer import RolloutBuffer, base_experience_spec
+from rlcli.engine.timing import PhaseTimer
+from rlcli.nets.policies import ActorCritic, TensorSpec
+
+
+def torch_dtype(np_dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype
+
+
+class RolloutCollector:
+    """Steps ``env`` with ``policy`` for ``num_steps`` per env and fills a rollout buffer.
+
+    Truncated episodes (time limits) are bootstrapped: gamma * V(final observation) is added to the last
+    reward, so GAE can treat every episode end alike. Finished episodes' undiscounted returns are tracked.
+    """
+
+    def __init__(self, env, policy: ActorCritic, num_steps: int, gamma: float, device: torch.device, seed: int,
+                 extra_spec: dict[str, TensorSpec] | None = None):
+        self.env, self.policy, self.gamma, self.device = env, policy, gamma, device
+        self.num_envs = env.num_envs
+        obs_space = env.single_observation_space
+        spec = {**base_experience_spec(obs_space.shape, torch_dtype(obs_space.dtype)),
+                **policy.experience_spec(), **(extra_spec or {})}
+        self.buffer = RolloutBuffer(spec, num_steps, self.num_envs, device)
+        obs, _ = env.reset(seed=seed)
+        self.next_obs = torch.as_tensor(obs, device=device)
+        self.episode_return = np.zeros(self.num_envs, dtype=np.float64)
+        self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    def collect(self, timer: PhaseTimer, on_step=None) -> tuple[list[float], list[int], torch.Tensor]:
+        """Fill the buffer; returns (finished episode returns, their lengths, V(next_obs) (B,)).
+
+        ``on_step(t, step, next_obs)`` may add per-step keys of its own (RND's intrinsic rewards).
+        """
+        finished_returns: list[float] = []
+        finished_lengths: list[int] = []
+        buffer, policy = self.buffer, self.policy
+        for t in range(buffer.num_steps):
+            with timer.phase("inference"), torch.no_grad():
+                obs = self.next_obs
+                step = policy.act(obs)
+            with timer.phase("env"):
+                next_obs, reward, terminated, truncated, info = self.env.step(step.action.cpu().numpy())
+            done = terminated | truncated
+            self.episode_return += reward
+            self.episode_length += 1
+            reward_t = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
+            if truncated.any():
+                with timer.phase("inference"), torch.no_grad():
+                    idx = np.flatnonzero(truncated)
+                    final_obs = np.stack([info["final_obs"][i] for i in idx])
+                    final_value = policy.value(torch.as_tensor(final_obs, device=self.device))
+                    reward_t[torch.as_tensor(idx, device=self.device)] += self.gamma * final_value
+            if done.any():
+                for i in np.flatnonzero(done):
+                    finished_returns.append(float(self.episode_return[i]))
+                    finished_lengths.append(int(self.episode_length[i]))
+                self.episode_return[done] = 0.0
+                self.episode_length[done] = 0
+            self.next_obs = torch.as_tensor(next_obs, device=self.device)
+            buffer.add(t, obs=obs, actions=step.action, logprobs=step.logprob, values=step.value,
+                       rewards=reward_t, dones=torch.as_tensor(done, dtype=torch.float32, device=self.device),
+                       **step.extras)
+            if on_step is not None:
+                on_step(t, step, self.next_obs, info)
+        with timer.phase("inference"), torch.no_grad():
+            next_value = policy.value(self.next_obs)
+        return finished_returns, finished_lengths, next_value
+
+    # -- checkpoint state ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"next_obs": self.next_obs, "episode_return": self.episode_return,
+                               "episode_length": self.episode_length}
+        if hasattr(self.env, "get_state"):
+            out["env"] = self.env.get_state()
+        return out
+
+    def load_state(self, saved: dict[str, Any], reseed: int) -> None:
+        """Restore; an env that cannot save its state starts fresh episodes seeded with ``reseed``."""
+        if "env" in saved and hasattr(self.env, "set_state"):
+            self.env.set_state(saved["env"])
+            self.next_obs = torch.as_tensor(saved["next_obs"], device=self.device)
+            self.episode_return = np.asarray(saved["episode_return"], dtype=np.float64).copy()
+            self.episode_length = np.asarray(saved["episode_length"], dtype=np.int64).copy()
+        else:
+            obs, _ = self.env.reset(seed=reseed)
+            self.next_obs = torch.as_tensor(obs, device=self.device)

@@ -1,0 +1,26 @@
+"""Phase timing: where the wall time of a run goes (env, inference, learning, storage)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+PHASES = ("env", "inference", "learning", "storage")
+
+
+class PhaseTimer:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] += time.perf_counter() - start
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.totals.values()) or 1.0
+        return {k: v / total for k, v in self.totals.items()}
