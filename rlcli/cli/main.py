@@ -1,0 +1,68 @@
+"""Entry point of the ``rlcli`` console script: registers the subcommands and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+from rlcli.cli.app import RunFailed, app, state
+
+# each module registers its subcommand on `app` (modules import heavy packages lazily, inside functions)
+SUBCOMMAND_MODULES = ["train", "eval", "report", "profile"]
+MULTI_VALUE_OPTIONS = {"--seeds"}  # `--seeds 0 1 2` is accepted as well as `--seeds 0 --seeds 1 ...`
+
+
+def _register() -> None:
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"rlcli.cli.{name}")
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        out.append(arg)
+        i += 1
+        if arg in MULTI_VALUE_OPTIONS:
+            first = True
+            while i < len(argv) and not argv[i].startswith("-"):
+                if not first:
+                    out.append(arg)
+                out.append(argv[i])
+                first = False
+                i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rlcli.config.fields import ConfigError
+
+    _register()
+    args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+    try:
+        from rlcli.storage.checkpoint import CorruptFileError
+
+        user_errors += (CorruptFileError,)
+        app(args=args, prog_name="rlcli", standalone_mode=True)
+    except SystemExit:
+        raise
+    except user_errors as e:
+        if state["debug"]:
+            raise
+        print(f"rlcli: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except RunFailed as e:
+        if state["debug"]:
+            raise
+        print(f"rlcli: run failed: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("rlcli: interrupted", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
