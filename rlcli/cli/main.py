@@ -7,7 +7,7 @@ import sys
 from rlcli.cli.app import RunFailed, app, state
 
 # each module registers its subcommand on `app` (modules import heavy packages lazily, inside functions)
-SUBCOMMAND_MODULES = ["train", "eval", "report", "profile"]
+SUBCOMMAND_MODULES = ["train", "eval"]
 MULTI_VALUE_OPTIONS = {"--seeds"}  # `--seeds 0 1 2` is accepted as well as `--seeds 0 --seeds 1 ...`
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
     user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
     try:
-        from rlcli.storage.checkpoint import CorruptFileError
+        from rlcli.storage.errors import CorruptFileError
 
         user_errors += (CorruptFileError,)
         app(args=args, prog_name="rlcli", standalone_mode=True)
@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("rlcli: interrupted", file=sys.stderr)
         sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - an unexpected failure of the work itself
+        if state["debug"]:
+            raise
+        print(f"rlcli: run failed: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,8 @@ def build_section(cls: type, values: dict[str, Any], prefix: str) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(f"unknown key '{prefix}.{key}'{close_match(key, list(fields))}; "
+            raise ConfigError(f"unknown key '{prefix}.{key}'"
+                              f"{close_match(f'{prefix}.{key}', [f'{prefix}.{k}' for k in fields])}; "
                               f"see --config-options")
         v = coerce(value, hints[key], f"{prefix}.{key}")
         check_range(v, fields[key].metadata, f"{prefix}.{key}")

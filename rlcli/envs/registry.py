@@ -71,5 +71,10 @@ def make_vec_env(env_cfg, seed: int, num_envs: int | None = None) -> gym.vector.
 
 
 def make_single_env(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    import os
+
+    # rendering never opens a window or an audio device (pygame/SDL would complain on a headless machine)
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     entry = _entry(env_cfg.id)
     return _call(entry, entry.make_single, env_cfg, seed, render_mode)

@@ -24,16 +24,10 @@ import h5py
 import numpy as np
 import torch
 
+from rlcli.storage.errors import CorruptFileError
+
 FORMAT = "rlcli-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CorruptFileError(OSError):
-    """A checkpoint, metrics or history file that cannot be read (truncated, not HDF5, wrong format)."""
-
-    def __init__(self, path: Path | str, why: str):
-        super().__init__(f"'{path}' is unreadable or corrupt: {why}")
-        self.path = Path(path)
 
 
 def _flatten(tree: Any, prefix: str, out: dict[str, Any]) -> None:

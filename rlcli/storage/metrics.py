@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rlcli.storage.checkpoint import CorruptFileError
+from rlcli.storage.errors import CorruptFileError
 
 
 class MetricsWriter:

@@ -1,0 +1,110 @@
+"""``rlcli train ALGO --env ENV ...``: resolve the config, call :func:`rlcli.train`, print a summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rlcli.cli.app import app
+
+
+def config_from_args(algo: str | None, env: str | None, preset: str | None, overrides: list[str],
+                     policy: str | None, technique: str | None, steps: int | None, device: str | None,
+                     runs_dir: str | None, name: str | None, tensorboard: bool | None,
+                     resume: str | None = None):
+    """The Config a train command line means (shared by ``train`` and ``profile train``)."""
+    from rlcli.config.fields import ConfigError
+    from rlcli.config.presets import load_run_config, parse_override, resolve_config
+    from rlcli.config.schema import build_config
+
+    extra: dict[str, dict[str, Any]] = {"run": {}, "policy": {}}
+    if policy is not None:
+        extra["policy"]["name"] = policy
+    if technique is not None:
+        extra["run"]["technique"] = technique
+    if steps is not None:
+        extra["run"]["total_steps"] = steps
+    if device is not None:
+        extra["run"]["device"] = device
+    if runs_dir is not None:
+        extra["run"]["runs_dir"] = runs_dir
+    if name is not None:
+        extra["run"]["name"] = name
+    if tensorboard:
+        extra["run"]["tensorboard"] = True
+    extra = {k: v for k, v in extra.items() if v}
+    if resume is not None:
+        config_path = Path(resume) / "config.toml"
+        if not config_path.is_file():
+            raise ConfigError(f"'{resume}' is not a run folder (no config.toml); pass the folder under runs/")
+        saved = load_run_config(config_path)
+        if algo is not None and algo != saved.algo:
+            raise ConfigError(f"'{resume}' is a '{saved.algo}' run; use `rlcli train {saved.algo} --resume {resume}`")
+        if env is not None and env != saved.env.id:
+            raise ConfigError(f"'{resume}' trains on '{saved.env.id}', not '{env}'; drop --env to resume")
+        layers = [saved.to_dict()] + [parse_override(o) for o in overrides] + ([extra] if extra else [])
+        return build_config(saved.algo, layers)
+    if algo is None:
+        raise ConfigError("name the algorithm to train, e.g. `rlcli train ppo --env cartpole`")
+    return resolve_config(algo, env=env, preset=preset, overrides=overrides, extra=extra or None)
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def train(
+    algo: str = typer.Argument(None, help="Algorithm: ppo, vapor, dqn, es, a2c, rnd."),
+    env: str = typer.Option(None, "--env", "-e", help="Environment: cartpole, minigrid, starpilot, atari:<Game>, mario."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name (presets/NAME.toml) or a TOML file."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set ppo.learning_rate=1e-3 (repeatable)."),
+    policy: str = typer.Option(None, "--policy", help="Policy network (policy.name)."),
+    technique: str = typer.Option(None, "--technique", help="baseline, reg, gar or gar+reg."),
+    seeds: list[int] = typer.Option([], "--seeds", help="Train one run per seed: --seeds 0 1 2."),
+    steps: int = typer.Option(None, "--steps", help="Total env steps (run.total_steps)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    runs_dir: str = typer.Option(None, "--runs-dir", help="Folder for run folders (default runs/)."),
+    name: str = typer.Option(None, "--name", help="Run folder name."),
+    resume: str = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
+    config_options: bool = typer.Option(False, "--config-options", help="List every option with type, default and help."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
+) -> None:
+    """Train an agent; the run folder gets config.toml, metrics.h5 and checkpoints/."""
+    from rlcli.cli.display import make_reporter, print_options
+    from rlcli.config.schema import describe_options
+
+    if config_options:
+        target = algo or "ppo"
+        print_options(describe_options(target), f"rlcli train {target}: options (set with --set key=value)")
+        return
+    base = config_from_args(algo, env, preset, overrides, policy, technique, steps, device, runs_dir, name,
+                            tensorboard, resume)
+    configs = []
+    for seed in seeds or [base.run.seed]:
+        cfg = base.copy()
+        cfg.run.seed = seed
+        if name and len(seeds) > 1:
+            cfg.run.name = f"{name}-s{seed}"
+        configs.append(cfg)
+    if dry_run:
+        for cfg in configs:
+            sys.stdout.write(cfg.to_toml())
+        return
+
+    import rlcli
+    from rlcli.engine.train import TrainingInterrupted
+
+    for cfg in configs:
+        try:
+            result = rlcli.train(cfg, resume=resume, reporter=make_reporter(quiet))
+        except TrainingInterrupted as e:
+            r = e.result
+            print(f"rlcli: interrupted at step {r.steps}; checkpoint saved in {r.run_dir}; continue with: "
+                  f"rlcli train {cfg.algo} --resume {r.run_dir}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        ev = (f"final eval return {result.final_eval_return:.1f} ± {result.final_eval_std:.1f}"
+              if result.final_eval_return is not None else "no new steps")
+        print(f"done: {result.steps} steps in {result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s), "
+              f"{ev} -> {result.run_dir}")

@@ -1,0 +1,71 @@
+"""``rlcli.evaluate(run)``: play N episodes of a saved policy; optionally record one as GIF/MP4."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rlcli.config.schema import build_config
+from rlcli.storage.checkpoint import load_checkpoint
+from rlcli.storage.runs import resolve_checkpoint
+
+
+@dataclass
+class EvalResult:
+    checkpoint: Path
+    step: int  # env steps the policy was trained for
+    returns: np.ndarray  # (N,)
+    lengths: np.ndarray  # (N,)
+    video: Path | None = None
+
+    @property
+    def mean_return(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std_return(self) -> float:
+        return float(self.returns.std())
+
+
+def load_for_inference(run_or_checkpoint: str | Path, checkpoint: str = "last", overrides: list[str] = ()):
+    """(algorithm with the saved weights, its config, the checkpoint path).
+
+    The config comes from the checkpoint itself, so a lone ``.h5`` file is enough. ``overrides``
+    (``env.variation_level=0.5`` ...) change the evaluation env, not the weights.
+    """
+    import tomllib
+
+    from rlcli.config.presets import parse_override
+    from rlcli.engine.train import build_algorithm
+
+    path = resolve_checkpoint(run_or_checkpoint, checkpoint)
+    ckpt = load_checkpoint(path)
+    saved = tomllib.loads(ckpt.attrs["config"])
+    cfg = build_config(saved["algo"], [saved, {"env": {"num_envs": 1}, "run": {"device": "cpu"}}]
+                       + [parse_override(o) for o in overrides])
+    algo = build_algorithm(cfg)
+    algo.load_state(ckpt, weights_only=True)
+    return algo, cfg, path, int(ckpt.attrs.get("step", 0))
+
+
+def evaluate(run_or_checkpoint: str | Path, episodes: int = 10, deterministic: bool = True,
+             video: str | Path | None = None, checkpoint: str = "last", overrides: list[str] = (),
+             seed: int | None = None) -> EvalResult:
+    """Evaluate the policy of a run folder (its ``checkpoints/<checkpoint>.h5``) or of a checkpoint file."""
+    from rlcli.engine.train import EVAL_SEED_OFFSET
+    from rlcli.evaluation.episodes import run_episodes
+
+    algo, cfg, path, step = load_for_inference(run_or_checkpoint, checkpoint, overrides)
+    try:
+        eval_seed = cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed
+        returns, lengths = run_episodes(lambda obs: algo.act(obs, deterministic), cfg.env, episodes, eval_seed)
+        video_path = None
+        if video is not None:
+            from rlcli.evaluation.video import record_episode
+
+            video_path = record_episode(lambda obs: algo.act(obs, deterministic), cfg.env, Path(video), eval_seed)
+    finally:
+        algo.close()
+    return EvalResult(path, step, returns, lengths, video_path)
