@@ -39,7 +39,7 @@ class RolloutCollector:
     def collect(self, timer: PhaseTimer, on_step=None) -> tuple[list[float], list[int], torch.Tensor]:
         """Fill the buffer; returns (finished episode returns, their lengths, V(next_obs) (B,)).
 
-        ``on_step(t, step, next_obs)`` may add per-step keys of its own (RND's intrinsic rewards).
+        ``on_step(t, step, next_obs, info)`` may add per-step keys of its own (RND's intrinsic rewards).
         """
         finished_returns: list[float] = []
         finished_lengths: list[int] = []

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -100,19 +101,21 @@ def _tb_tag(name: str) -> str:
         return f"eval/{name.removeprefix('eval_')}"
     if name.startswith("episode_"):
         return f"rollout/{name}"
-    if name in ("steps_per_second",):
+    if name in ("steps_per_second", "wall_time"):
         return f"time/{name}"
     return f"train/{name}"
 
 
 def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter | None = None,
-          timer: PhaseTimer | None = None) -> TrainResult:
+          timer: PhaseTimer | None = None,
+          callbacks: list[Callable[[int], None]] | None = None) -> TrainResult:
     """Train ``cfg.algo`` for ``cfg.run.total_steps`` env steps; returns a :class:`TrainResult`.
 
     With ``resume`` (a run folder), the algorithm is restored from ``checkpoints/last.h5`` and training
     continues until ``cfg.run.total_steps``; metrics logged after that checkpoint are dropped first.
     Raises :class:`TrainingInterrupted` after Ctrl-C (a checkpoint was saved), ConfigError for bad input,
-    CorruptFileError for an unreadable checkpoint or metrics file.
+    CorruptFileError for an unreadable checkpoint or metrics file. Each of ``callbacks`` is called with
+    the env step after every iteration (``rlcli profile`` steps torch.profiler's schedule this way).
     """
     reporter = reporter or Reporter()
     timer = timer or PhaseTimer()
@@ -142,12 +145,14 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
         tb = SummaryWriter(str(run_dir / "tb"))
 
     best_eval = float(ckpt.attrs.get("best_eval_return", -math.inf)) if ckpt is not None else -math.inf
+    earlier_wall_time = float(ckpt.attrs.get("wall_time", 0.0)) if ckpt is not None else 0.0  # s, runs resumed from
 
     def save(name: str, eval_return: float | None = None) -> None:
         with timer.phase("storage"):
             tensors, documents = algo.state()
             attrs = {"algo": cfg.algo, "config": cfg.to_toml(), "step": algo.env_steps,
-                     "best_eval_return": best_eval}
+                     "best_eval_return": best_eval,
+                     "wall_time": earlier_wall_time + time.perf_counter() - start_time}
             if eval_return is not None:
                 attrs["eval_return"] = eval_return
             save_checkpoint(run_dir / name, tensors, attrs, documents)
@@ -190,6 +195,7 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
                     values["episode_length"] = float(np.mean(result.episode_lengths))
                 elapsed = time.perf_counter() - start_time
                 values["steps_per_second"] = (step - start_step) / max(elapsed, 1e-9)
+                values["wall_time"] = earlier_wall_time + elapsed  # s since the run began, across resumes
                 log(step, values)
                 if step >= next_eval and step < total:
                     evaluate_now()
@@ -205,6 +211,8 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
                 reporter.update(Progress(step, total, values["steps_per_second"],
                                          float(np.mean(recent_returns)) if recent_returns else None,
                                          elapsed, timer.shares()))
+                for callback in callbacks or ():
+                    callback(step)
                 if interrupt.set:
                     save(CHECKPOINT_LAST)
                     raise TrainingInterrupted(_result(run_dir, algo, start_step, start_time, None, timer, True))
