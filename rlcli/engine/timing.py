@@ -10,14 +10,23 @@ PHASES = ("env", "inference", "learning", "storage")
 
 
 class PhaseTimer:
-    def __init__(self) -> None:
+    """Accumulates wall seconds per named phase. ``annotate`` also marks each phase as a torch.profiler range."""
+
+    def __init__(self, annotate: bool = False) -> None:
         self.totals: dict[str, float] = defaultdict(float)
+        self.annotate = annotate
 
     @contextmanager
     def phase(self, name: str):
         start = time.perf_counter()
         try:
-            yield
+            if self.annotate:
+                from torch.profiler import record_function
+
+                with record_function(f"phase/{name}"):
+                    yield
+            else:
+                yield
         finally:
             self.totals[name] += time.perf_counter() - start
 

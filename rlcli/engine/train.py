@@ -132,17 +132,18 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
 
-    algo = build_algorithm(cfg)
-    metrics = MetricsWriter(run_dir / "metrics.h5",
-                            truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
-    if ckpt is not None:
-        algo.load_state(ckpt)
-    write_config(run_dir, cfg)
-    tb = None
-    if cfg.run.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+    with timer.phase("setup"):  # building envs and networks, restoring a checkpoint
+        algo = build_algorithm(cfg)
+        metrics = MetricsWriter(run_dir / "metrics.h5",
+                                truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
+        if ckpt is not None:
+            algo.load_state(ckpt)
+        write_config(run_dir, cfg)
+        tb = None
+        if cfg.run.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(str(run_dir / "tb"))
+            tb = SummaryWriter(str(run_dir / "tb"))
 
     best_eval = float(ckpt.attrs.get("best_eval_return", -math.inf)) if ckpt is not None else -math.inf
     earlier_wall_time = float(ckpt.attrs.get("wall_time", 0.0)) if ckpt is not None else 0.0  # s, runs resumed from
