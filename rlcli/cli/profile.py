@@ -37,9 +37,10 @@ def profile(
     if p["seeds"]:
         cfg.run.seed = p["seeds"][0]
 
-    import rlcli
     from rich.console import Console
     from rich.table import Table
+
+    import rlcli
 
     result = rlcli.profile(cfg, trace_dir=trace, keep_run=keep_run)
     table = Table(title=f"rlcli profile: {cfg.algo} on {cfg.env.id}, {result.steps} env steps in "

@@ -1,0 +1,79 @@
+"""PPO on CartPole-v1: rlcli vs Stable-Baselines3, same hyperparameters, side by side in one run.
+
+    python benchmarks/ppo_vs_sb3.py [--steps 100000] [--repeats 2] [--threads 1]
+
+Both train 4 envs x 128 steps per update, 4 epochs x 4 minibatches, Adam lr 2.5e-4, a 64x64 tanh MLP for
+actor and critic, GAE(0.99, 0.95), clip 0.2, entropy 0.01, value 0.5, grad-norm 0.5, on the CPU with the
+same torch thread count. Each training runs in its own subprocess (fresh interpreter, no shared state),
+alternating rlcli and SB3; the wall time covers building the agent and ``learn``/``train`` to the last
+step. rlcli's time also includes its final 10-episode evaluation and checkpoint, which SB3 does not do, so
+the ratio is conservative. Needs the benchmark extra: pip install -e ".[bench]".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+
+RLCLI = """
+import json, sys, time, tempfile, torch
+torch.set_num_threads({threads})
+import rlcli
+with tempfile.TemporaryDirectory() as runs:
+    cfg = rlcli.resolve_config("ppo", env="cartpole", overrides=[
+        "run.total_steps={steps}", "run.runs_dir=" + runs, "run.torch_threads={threads}", "run.seed=0",
+        "env.num_envs=4", "ppo.num_steps=128", "ppo.num_epochs=4", "ppo.num_minibatches=4",
+        "ppo.learning_rate=2.5e-4", "policy.hidden_sizes=[64,64]", "policy.activation=tanh", "run.device=cpu"])
+    t = time.perf_counter()
+    result = rlcli.train(cfg)
+    wall = time.perf_counter() - t
+print(json.dumps({{"steps": result.steps, "wall": wall, "eval": result.final_eval_return}}))
+"""
+
+SB3 = """
+import json, time, torch
+torch.set_num_threads({threads})
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+t = time.perf_counter()
+env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
+model = PPO("MlpPolicy", env, n_steps=128, batch_size=128, n_epochs=4, learning_rate=2.5e-4, gamma=0.99,
+            gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+            policy_kwargs=dict(net_arch=[64, 64], activation_fn=torch.nn.Tanh), device="cpu", seed=0, verbose=0)
+model.learn(total_timesteps={steps})
+wall = time.perf_counter() - t
+print(json.dumps({{"steps": int(model.num_timesteps), "wall": wall, "eval": None}}))
+"""
+
+
+def run(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    fmt = dict(steps=args.steps, threads=args.threads)
+    results: dict[str, list[dict]] = {"rlcli": [], "sb3": []}
+    with tempfile.TemporaryDirectory():
+        for i in range(args.repeats):
+            for name, code in (("rlcli", RLCLI), ("sb3", SB3)):
+                r = run(code.format(**fmt))
+                results[name].append(r)
+                ev = f", final eval {r['eval']:.1f}" if r["eval"] is not None else ""
+                print(f"[{i + 1}/{args.repeats}] {name:5s}: {r['steps']} steps in {r['wall']:.1f} s = "
+                      f"{r['steps'] / r['wall']:.0f} steps/s{ev}", flush=True)
+    best = {k: max(r["steps"] / r["wall"] for r in v) for k, v in results.items()}
+    print(f"\nbest of {args.repeats}: rlcli {best['rlcli']:.0f} steps/s, SB3 {best['sb3']:.0f} steps/s, "
+          f"ratio rlcli/SB3 = {best['rlcli'] / best['sb3']:.2f}x (torch threads {args.threads})")
+
+
+if __name__ == "__main__":
+    main()
