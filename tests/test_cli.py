@@ -16,9 +16,15 @@ TINY = ["--steps", "512", "--set", "run.eval_episodes=2"]
 
 
 def test_train_eval_video_and_resume(cli, tmp_path):
-    out = cli("train", "ppo", "--env", "cartpole", *TINY, "--runs-dir", str(tmp_path), "--name", "r1", check_rc=0)
+    out = cli("train", "ppo", "--env", "cartpole", *TINY, "--runs-dir", str(tmp_path), "--name", "r1",
+              "--tensorboard", check_rc=0)
     assert "done: 512 steps" in out.stdout and "final eval return" in out.stdout
     run = tmp_path / "r1"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert {"train/policy_loss", "eval/return", "time/steps_per_second"} <= set(events.Tags()["scalars"])
     assert (run / "config.toml").is_file() and (run / "metrics.h5").is_file()
     assert (run / "checkpoints" / "last.h5").is_file() and (run / "checkpoints" / "best.h5").is_file()
 

@@ -25,9 +25,10 @@ from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_
 
 def make_optimizer(params, cfg: Config, learning_rate: float, eps: float) -> torch.optim.Optimizer:
     """Adam, or AdamW with weight decay 1e-4 when the technique includes ``reg``."""
+    # fused: one kernel for all parameters instead of a Python loop over them (much faster for small nets)
     if "reg" in cfg.run.technique.split("+"):
-        return torch.optim.AdamW(params, lr=learning_rate, eps=eps, weight_decay=1e-4)
-    return torch.optim.Adam(params, lr=learning_rate, eps=eps)
+        return torch.optim.AdamW(params, lr=learning_rate, eps=eps, weight_decay=1e-4, fused=True)
+    return torch.optim.Adam(params, lr=learning_rate, eps=eps, fused=True)
 
 
 class PPO(Algorithm):
