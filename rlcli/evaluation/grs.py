@@ -109,12 +109,13 @@ def evaluate_shift(run_or_checkpoint: str | Path, levels: str | list[float] = DE
     evaluation seed), only ``env.variation_level`` changes. ``overrides`` (``--set`` lines) change the
     evaluation env otherwise, as in :func:`rlcli.evaluation.evaluate.evaluate`.
     """
+    grid = parse_levels(levels)  # bad levels fail before torch is imported
+
     from rlcli.engine.train import EVAL_SEED_OFFSET
     from rlcli.evaluation.episodes import run_episodes
     from rlcli.evaluation.evaluate import load_for_inference
     from rlcli.storage.shift import write_shift
 
-    grid = parse_levels(levels)
     algo, cfg, path, step = load_for_inference(run_or_checkpoint, checkpoint, overrides)
     try:
         seed = cfg.run.seed + EVAL_SEED_OFFSET
