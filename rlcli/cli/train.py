@@ -80,6 +80,10 @@ def train(
     if study is not None:
         _train_study(study, workers, dry_run, algo, env, resume)
         return
+    if workers is not None:
+        from rlcli.config.fields import ConfigError
+
+        raise ConfigError("--workers sets how many runs of a study run at a time; use it with --study FILE")
     if config_options:
         target = algo or "ppo"
         print_options(describe_options(target), f"rlcli train {target}: options (set with --set key=value)")

@@ -15,13 +15,17 @@ import sys
 def main(argv: list[str]) -> int:
     from rlcli.config.presets import load_run_config
     from rlcli.engine.progress import PlainReporter
-    from rlcli.engine.train import train
+    from rlcli.engine.train import TrainingInterrupted, train
     from rlcli.evaluation.grs import evaluate_shift
 
     config_path, run_dir, mode, levels, episodes = argv
     cfg = load_run_config(config_path)
     if mode in ("new", "resume"):
-        result = train(cfg, resume=run_dir if mode == "resume" else None, reporter=PlainReporter(interval=30.0))
+        try:
+            result = train(cfg, resume=run_dir if mode == "resume" else None, reporter=PlainReporter(interval=30.0))
+        except TrainingInterrupted as e:
+            print(f"interrupted: {e}; the study resumes this run when it is rerun", flush=True)
+            return 2
         print(f"trained {result.steps} steps in {result.wall_time:.1f} s, final eval return "
               f"{result.final_eval_return}", flush=True)
     shift = evaluate_shift(run_dir, levels, episodes=int(episodes))
