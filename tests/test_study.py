@@ -105,7 +105,7 @@ def test_a_killed_run_does_not_stop_the_others(study):
 
 def test_rerun_skips_complete_runs_and_finishes_the_crashed_one(study):
     assert study.second.returncode == 0, study.second.stdout + study.second.stderr
-    assert "3 done" in study.second.stdout.splitlines()[0]  # the plan: 3 complete, 1 to (re)start
+    assert "3 complete" in study.second.stdout.splitlines()[0]  # the plan: 3 complete, 1 to (re)start
     assert f"[1/1] {RUNS[1]} done" in study.second.stdout
     for name, mtime in study.mtimes.items():
         assert (study.runs_dir / name / "checkpoints" / "last.h5").stat().st_mtime_ns == mtime, name
@@ -176,12 +176,14 @@ def test_report_heatmap_holds_the_runs_numbers(study, tmp_path):
     ('algorithms = ["ppo"]', "unknown algorithm 'nope'"),
     ('environments = ["cartpole"]', "unknown environment 'nope'"),
     ("total_steps = 1024", "unknown key 'run.total_step'"),
+    ("seeds = [0, 1]", "names technique 'garr'"),
 ])
 def test_study_file_errors_exit_2_before_anything_starts(tmp_path, edit, message):
     runs_dir = tmp_path / "runs"
     bad = {'algorithms = ["ppo"]': 'algorithms = ["ppo", "nope"]',
            'environments = ["cartpole"]': 'environments = ["cartpole", "nope"]',
-           "total_steps = 1024": "total_step = 1024"}[edit]
+           "total_steps = 1024": "total_step = 1024",
+           "seeds = [0, 1]": 'seeds = [0, 1]\nexclude = [{technique = "garr"}]'}[edit]
     path = tmp_path / "bad.toml"
     path.write_text(STUDY.format(runs_dir=runs_dir).replace(edit, bad))
     res = cli("train", "--study", str(path))

@@ -48,6 +48,7 @@ class RunOutcome:
     seconds: float = 0.0  # wall time of the run's process
     returncode: int | None = None
     log: Path | None = None
+    error: str = ""  # why the run could not be launched (its process never ran)
 
 
 @dataclass
@@ -162,8 +163,10 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
     states = {run.name: run_state(run, study.shift) for run in study.runs}
     counts = {s: sum(v == s for v in states.values()) for s in ("done", "evaluate", "resume", "restart", "new")}
     logs = study.runs_dir / STUDY_DIR
+    labels = {"done": "complete", "evaluate": "to evaluate", "resume": "to resume", "restart": "to restart",
+              "new": "new"}
     log(f"study {study.path}: {len(study.runs)} runs in {study.runs_dir} ("
-        + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"), {study.workers} at a time")
+        + ", ".join(f"{n} {labels[s]}" for s, n in counts.items() if n) + f"), {study.workers} at a time")
     if dry_run:
         for run in study.runs:
             log(f"  {states[run.name]:8s} {run.name}  ({run.cfg.run.total_steps} steps)")
@@ -177,17 +180,20 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
     def job(run: StudyRun) -> RunOutcome:
         state = states[run.name]
         config_path, log_path = logs / f"{run.name}.toml", logs / f"{run.name}.log"
-        _write_atomic(config_path, run.cfg.to_toml())
-        if state == "restart":
-            shutil.rmtree(run.run_dir)
         mode = {"new": "new", "restart": "new", "resume": "resume", "evaluate": "evaluate"}[state]
         cmd = [sys.executable, "-m", "rlcli.study.worker", str(config_path), str(run.run_dir), mode,
                ",".join(f"{lv:g}" for lv in study.shift), str(study.shift_episodes)]
         t0 = time.perf_counter()
-        with open(log_path, "a") as out:
-            out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {mode}: {' '.join(cmd)}\n")
-            out.flush()
-            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+        try:
+            _write_atomic(config_path, run.cfg.to_toml())
+            if state == "restart":
+                shutil.rmtree(run.run_dir)
+            with open(log_path, "a") as out:
+                out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {mode}: {' '.join(cmd)}\n")
+                out.flush()
+                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+        except OSError as e:  # the run could not even start (disk full, folder not removable, ...)
+            return RunOutcome(run, state, "failed", time.perf_counter() - t0, None, log_path, str(e))
         return RunOutcome(run, state, "done" if rc == 0 else "failed", time.perf_counter() - t0, rc, log_path)
 
     pool = ThreadPoolExecutor(max_workers=study.workers)
@@ -204,13 +210,14 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
                     f"({outcome.state}): {_summary(run)}"
                     + (f"; best {run.algo} on {run.env}: {best['run']}" if best else ""))
             else:
-                log(f"[{finished}/{len(todo)}] {run.name} FAILED (exit {outcome.returncode}) after "
+                why = outcome.error or f"exit {outcome.returncode}"
+                log(f"[{finished}/{len(todo)}] {run.name} FAILED ({why}) after "
                     f"{outcome.seconds:.1f} s; log: {outcome.log}")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     outcomes.sort(key=lambda o: o.run.index)
     result = StudyResult(study, outcomes, time.perf_counter() - start)
     n_done = sum(o.status == "done" for o in outcomes)
-    log(f"study finished in {result.wall_time:.1f} s: {n_done} run, {counts['done']} skipped (complete), "
+    log(f"study finished in {result.wall_time:.1f} s: {n_done} ran, {counts['done']} skipped (complete), "
         f"{len(result.failed)} failed")
     return result

@@ -131,6 +131,12 @@ def load_study(path: str | Path, workers: int | None = None) -> Study:
                                               for r in rules):
         raise ConfigError(f"study.exclude in '{path}' must be a list of tables with keys among "
                           f"{', '.join(MATRIX_KEYS)}, e.g. {{algorithm = \"es\", technique = \"gar\"}}")
+    lists = {"algorithm": algos, "technique": techniques, "environment": envs, "seed": seeds}
+    for rule in rules:
+        for key, value in rule.items():
+            if value not in lists[key]:
+                raise ConfigError(f"study.exclude in '{path}' names {key} {value!r}, which the study does not "
+                                  f"list ({', '.join(map(str, lists[key]))})")
     layers = data.get("config", {})
     allowed = {"all", *envs, *algos, *(f"{a}-{e}" for a in algos for e in envs)}
     for key, layer in layers.items():
