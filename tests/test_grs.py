@@ -58,22 +58,24 @@ def test_levels_are_checked():
 
 def test_eval_shift_stores_the_curve_with_the_run(tmp_path):
     import rlcli
+    from rlcli.evaluation.grs import evaluate_shift
     from rlcli.storage.shift import read_shift
 
     cfg = rlcli.resolve_config("ppo", env="cartpole", extra={"run": {"total_steps": 512, "runs_dir": str(tmp_path),
                                                                      "name": "r", "eval_episodes": 2}})
     rlcli.train(cfg)
-    res = run_cli("eval", str(tmp_path / "r"), "--shift", "0,0.5,1", "--episodes", "3")
-    assert res.returncode == 0, res.stderr
-    stored = read_shift(tmp_path / "r" / "shift.h5")
+    result = evaluate_shift(tmp_path / "r", "0,0.5,1", episodes=3)
+    assert result.path == tmp_path / "r" / "shift.h5"
+    stored = read_shift(result.path)
     assert stored.levels.tolist() == [0.0, 0.5, 1.0] and stored.returns.shape == (3, 3)
+    np.testing.assert_array_equal(stored.returns, result.returns)
     assert stored.grs == pytest.approx(grs_score(stored.levels, stored.returns.mean(axis=1)))
-    assert f"GRS {stored.grs:.3f}" in res.stdout
-    for level, mean in zip(stored.levels, stored.mean_returns, strict=True):
-        assert f"level {level:.2f}: return {mean:.2f}" in res.stdout
-    # the same evaluation from the library gives the same curve (fixed evaluation seeds)
-    again = rlcli.evaluation.grs.evaluate_shift(tmp_path / "r", [0.0, 0.5, 1.0], episodes=3, save=False)
-    np.testing.assert_array_equal(again.returns, stored.returns)
+    # a lone checkpoint file gets its curve beside it
+    lone = tmp_path / "lone.h5"
+    lone.write_bytes((tmp_path / "r" / "checkpoints" / "last.h5").read_bytes())
+    again = evaluate_shift(lone, [0.0, 0.5, 1.0], episodes=3)
+    assert again.path == tmp_path / "lone.shift.h5"
+    np.testing.assert_array_equal(again.returns, stored.returns)  # fixed evaluation seeds
     bad = run_cli("eval", str(tmp_path / "r"), "--shift", "0,2")
     assert bad.returncode == 2 and "[0, 1]" in bad.stderr
 

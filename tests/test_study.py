@@ -152,6 +152,8 @@ def test_eval_shift_from_the_cli_reproduces_the_studys_curve(study):
     after = read_shift(run / "shift.h5")
     np.testing.assert_array_equal(after.returns, before.returns)
     assert f"GRS {before.grs:.3f}" in res.stdout
+    for level, mean in zip(before.levels, before.mean_returns, strict=True):
+        assert f"level {level:.2f}: return {mean:.2f}" in res.stdout
 
 
 def test_report_heatmap_holds_the_runs_numbers(study, tmp_path):
