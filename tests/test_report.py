@@ -105,3 +105,37 @@ def test_cli_report(runs, tmp_path):
     bad = subprocess.run(cmd + [str(runs), "--threshold", "cartpole"], capture_output=True, text=True, env=env,
                          timeout=300)
     assert bad.returncode == 2 and "ENV=RETURN" in bad.stderr
+
+
+def test_heatmap_across_environments(tmp_path):
+    """Rows algorithm + technique, columns environment; the all-environment IQM needs every column."""
+    from rlcli.evaluation.aggregate import aggregate_iqm
+    from rlcli.evaluation.grs import ShiftResult, grs_score
+    from rlcli.report.heatmap import grs_table, plot_heatmap
+    from rlcli.report.runs import RunRecord, group_runs
+
+    levels = np.array([0.0, 0.5, 1.0])
+    curves = {("ppo", "baseline"): [[100, 50, 0], [100, 60, 20], [100, 40, 10]],
+              ("ppo", "reg"): [[100, 90, 80], [100, 95, 90], [100, 85, 85]]}
+    records = []
+    for (algo, technique), per_seed in curves.items():
+        for env in ("cartpole", "minigrid"):
+            for seed, curve in enumerate(per_seed):
+                returns = np.repeat(np.array(curve, dtype=float)[:, None], 2, axis=1)
+                shift = ShiftResult(levels, returns, grs_score(levels, curve), "ckpt", 100)
+                records.append(RunRecord(tmp_path / f"{algo}-{env}-{technique}-{seed}", algo, env, technique, seed,
+                                         100, None, None, None, {}, shift))
+    records.append(RunRecord(tmp_path / "dqn", "dqn", "cartpole", "baseline", 0, 100, None, None, None, {},
+                             ShiftResult(levels, np.ones((3, 2)), 1.0, "ckpt", 100)))
+    table = grs_table(group_runs(records), reps=2000)
+    assert table.cols == ["cartpole", "minigrid"]
+    assert table.rows == [("dqn", "baseline"), ("ppo", "baseline"), ("ppo", "reg")]
+    reg = [grs_score(levels, c) for c in curves[("ppo", "reg")]]
+    assert table.cells[(("ppo", "reg"), "minigrid")].mean.value == pytest.approx(np.mean(reg))
+    assert table.cell_text(("dqn", "baseline"), "minigrid") == "-"
+    assert ("dqn", "baseline") not in table.overall  # it lacks minigrid
+    assert table.overall[("ppo", "reg")]["iqm"].value == pytest.approx(aggregate_iqm(np.array([reg, reg]).T))
+    summary = "\n".join(table.summary_lines())
+    assert "**cartpole**: **dqn + baseline** generalises best" in summary  # 1.0, one seed
+    assert "**all environments**" in summary and "**ppo + reg**" in summary
+    assert plot_heatmap(table, tmp_path / "h.png").read_bytes()[:8] == PNG
