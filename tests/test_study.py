@@ -90,6 +90,7 @@ def study(tmp_path_factory):
     out, err = proc.communicate(timeout=600)
     first = SimpleNamespace(returncode=proc.returncode, stdout=out, stderr=err)
     mtimes = {r: (runs_dir / r / "checkpoints" / "last.h5").stat().st_mtime_ns for r in RUNS if r != RUNS[1]}
+    (runs_dir / RUNS[2] / "shift.h5").unlink()  # as if killed during its shift evaluation
     second = cli("train", "--study", str(path))
     return SimpleNamespace(path=path, runs_dir=runs_dir, first=first, second=second, mtimes=mtimes)
 
@@ -103,16 +104,18 @@ def test_a_killed_run_does_not_stop_the_others(study):
         assert last_step(study.runs_dir / name) == 1024
 
 
-def test_rerun_skips_complete_runs_and_finishes_the_crashed_one(study):
+def test_rerun_skips_complete_runs_and_finishes_the_others(study):
     assert study.second.returncode == 0, study.second.stdout + study.second.stderr
-    assert "3 complete" in study.second.stdout.splitlines()[0]  # the plan: 3 complete, 1 to (re)start
-    assert f"[1/1] {RUNS[1]} done" in study.second.stdout
+    plan = study.second.stdout.splitlines()[0]
+    assert "2 complete, 1 to evaluate" in plan  # and the killed run: restarted or new
+    assert f"{RUNS[1]} done" in study.second.stdout
+    assert f"{RUNS[2]} done" in study.second.stdout and "(evaluate)" in study.second.stdout
     for name, mtime in study.mtimes.items():
         assert (study.runs_dir / name / "checkpoints" / "last.h5").stat().st_mtime_ns == mtime, name
     for name in RUNS:
         assert (study.runs_dir / name / "shift.h5").is_file()
         assert last_step(study.runs_dir / name) == 1024
-    assert "3 skipped" in study.second.stdout
+    assert "2 skipped" in study.second.stdout
 
 
 def test_an_incomplete_run_is_resumed_not_restarted(study):
