@@ -207,3 +207,27 @@ def test_generalization_preset_lists_the_seeds_matrix():
                                                      strict=True))[k] == v for k, v in rule.items())
                                         for rule in study["exclude"])]
     assert len(kept) == 90 and not any(a == "es" and "gar" in t for a, t, _, _ in kept)
+
+
+def test_ctrl_c_saves_running_runs_starts_no_more_and_a_rerun_resumes(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = tmp_path / "long.toml"
+    path.write_text(STUDY.format(runs_dir=runs_dir).replace("workers = 2", "workers = 1")
+                    .replace('techniques = ["baseline", "reg"]', 'techniques = ["baseline"]')
+                    .replace("total_steps = 1024", "total_steps = 1000000"))
+    proc = subprocess.Popen([sys.executable, "-m", "rlcli.cli.main", "train", "--study", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    first = runs_dir / RUNS[0]
+    deadline = time.monotonic() + 120
+    while not (first / "config.toml").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # training has begun
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out + err
+    assert "1 interrupted, 1 not started" in out and "continue with: rlcli train --study" in err
+    assert 0 < last_step(first) < 1_000_000
+    assert not (runs_dir / "ppo-cartpole-baseline-s1").exists()
+    plan = cli("train", "--study", str(path), "--dry-run")
+    assert plan.returncode == 0 and "(1 to resume, 1 new)" in plan.stdout

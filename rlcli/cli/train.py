@@ -130,6 +130,9 @@ def _train_study(path: str, workers: int | None, dry_run: bool, algo: str | None
         raise ConfigError("--study runs the matrix of the study file; drop ALGO, --env and --resume "
                           "(rerunning the study resumes its unfinished runs)")
     result = run_study(path, workers=workers, dry_run=dry_run, log=lambda line: print(line, flush=True))
+    if result.interrupted:
+        print(f"rlcli: study interrupted; continue with: rlcli train --study {path}", file=sys.stderr)
+        raise typer.Exit(2)
     if result.failed:
         names = ", ".join(o.run.name for o in result.failed)
         raise RunFailed(f"{len(result.failed)} of {len(result.outcomes)} runs failed ({names}); their logs are in "

@@ -16,14 +16,19 @@ leak in one run leaves the others running. After each finished run the best chec
 algorithm+environment (highest ``eval_return`` of the runs' ``checkpoints/best.h5``; ties go to the run
 earlier in the plan) is copied to ``<runs_dir>/best/<algo>-<env>.h5`` and recorded, with the technique
 and seed that produced it, in ``<runs_dir>/best/best.toml``.
+
+Ctrl-C (SIGINT to the process group, as a terminal sends it): running runs save a checkpoint and stop,
+no new run starts, and the command exits 2; rerunning it resumes them. A second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,7 +49,7 @@ BEST_RECORD = "best.toml"
 class RunOutcome:
     run: StudyRun
     state: str  # what was found before: done, evaluate, resume, restart, new
-    status: str  # skipped, done or failed
+    status: str  # skipped, done, failed, interrupted (stopped by Ctrl-C) or cancelled (never started)
     seconds: float = 0.0  # wall time of the run's process
     returncode: int | None = None
     log: Path | None = None
@@ -56,10 +61,34 @@ class StudyResult:
     study: Study
     outcomes: list[RunOutcome]
     wall_time: float  # s
+    interrupted: bool = False  # Ctrl-C: running runs saved a checkpoint, the rest were not started
 
     @property
     def failed(self) -> list[RunOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C stops launching runs (running ones get it too, from the terminal, and save a
+    checkpoint); a second one aborts at once. Only the main thread can install signal handlers."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 def _attr(path: Path, key: str) -> float | None:
@@ -176,9 +205,12 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
     todo = [run for run in study.runs if states[run.name] != "done"]
     outcomes = [RunOutcome(r, "done", "skipped") for r in study.runs if states[r.name] == "done"]
     finished = 0
+    interrupt = _StopOnInterrupt()
 
     def job(run: StudyRun) -> RunOutcome:
         state = states[run.name]
+        if interrupt.set:
+            return RunOutcome(run, state, "cancelled")
         config_path, log_path = logs / f"{run.name}.toml", logs / f"{run.name}.log"
         mode = {"new": "new", "restart": "new", "resume": "resume", "evaluate": "evaluate"}[state]
         cmd = [sys.executable, "-m", "rlcli.study.worker", str(config_path), str(run.run_dir), mode,
@@ -194,30 +226,35 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
                 rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
         except OSError as e:  # the run could not even start (disk full, folder not removable, ...)
             return RunOutcome(run, state, "failed", time.perf_counter() - t0, None, log_path, str(e))
-        return RunOutcome(run, state, "done" if rc == 0 else "failed", time.perf_counter() - t0, rc, log_path)
+        status = "done" if rc == 0 else "interrupted" if interrupt.set else "failed"
+        return RunOutcome(run, state, status, time.perf_counter() - t0, rc, log_path)
 
     pool = ThreadPoolExecutor(max_workers=study.workers)
-    try:
-        futures = [pool.submit(job, run) for run in todo]
-        for future in as_completed(futures):
-            outcome = future.result()
-            outcomes.append(outcome)
-            finished += 1
-            run = outcome.run
-            if outcome.status == "done":
-                best = update_best(study, run.algo, run.env)
-                log(f"[{finished}/{len(todo)}] {run.name} done in {outcome.seconds:.1f} s "
-                    f"({outcome.state}): {_summary(run)}"
-                    + (f"; best {run.algo} on {run.env}: {best['run']}" if best else ""))
-            else:
-                why = outcome.error or f"exit {outcome.returncode}"
-                log(f"[{finished}/{len(todo)}] {run.name} FAILED ({why}) after "
-                    f"{outcome.seconds:.1f} s; log: {outcome.log}")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with interrupt:
+        try:
+            futures = [pool.submit(job, run) for run in todo]
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                finished += outcome.status != "cancelled"
+                run = outcome.run
+                if outcome.status == "done":
+                    best = update_best(study, run.algo, run.env)
+                    log(f"[{finished}/{len(todo)}] {run.name} done in {outcome.seconds:.1f} s "
+                        f"({outcome.state}): {_summary(run)}"
+                        + (f"; best {run.algo} on {run.env}: {best['run']}" if best else ""))
+                elif outcome.status == "interrupted":
+                    log(f"[{finished}/{len(todo)}] {run.name} interrupted; rerunning the study resumes it")
+                elif outcome.status == "failed":
+                    why = outcome.error or f"exit {outcome.returncode}"
+                    log(f"[{finished}/{len(todo)}] {run.name} FAILED ({why}) after "
+                        f"{outcome.seconds:.1f} s; log: {outcome.log}")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     outcomes.sort(key=lambda o: o.run.index)
-    result = StudyResult(study, outcomes, time.perf_counter() - start)
-    n_done = sum(o.status == "done" for o in outcomes)
-    log(f"study finished in {result.wall_time:.1f} s: {n_done} ran, {counts['done']} skipped (complete), "
-        f"{len(result.failed)} failed")
+    result = StudyResult(study, outcomes, time.perf_counter() - start, interrupt.set)
+    tally = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "interrupted", "cancelled")}
+    log(f"study {'interrupted' if interrupt.set else 'finished'} after {result.wall_time:.1f} s: "
+        f"{tally['done']} ran, {counts['done']} skipped (complete), {tally['failed']} failed"
+        + (f", {tally['interrupted']} interrupted, {tally['cancelled']} not started" if interrupt.set else ""))
     return result
