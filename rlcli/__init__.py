@@ -6,7 +6,8 @@ The library API (what every CLI subcommand wraps)::
     cfg = rlcli.resolve_config("ppo", env="cartpole", overrides=["ppo.learning_rate=1e-3"])
     result = rlcli.train(cfg)                 # -> TrainResult(run_dir, steps, wall_time, final_eval_return)
     rlcli.evaluate("runs/<name>", episodes=10)
-    rlcli.report(["runs/"])
+    rlcli.report(["runs/"], heatmap=True)     # tables, figures and report.md
+    rlcli.run_study("presets/generalization.toml", workers=2)
 """
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ _LAZY = {
     "resolve_config": "rlcli.config.presets:resolve_config",
     "evaluate": "rlcli.evaluation.evaluate:evaluate",
     "report": "rlcli.report.runs:report",
+    "run_study": "rlcli.study.runner:run_study",
     "profile": "rlcli.engine.profile:profile",
 }
 

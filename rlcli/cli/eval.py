@@ -15,10 +15,24 @@ def eval_command(
     video: str = typer.Option(None, "--video", help="Record one episode to FILE.gif or FILE.mp4."),
     checkpoint: str = typer.Option("last", "--checkpoint", help="Which checkpoint of a run folder: last or best."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Change the eval env, e.g. --set env.variation_level=0.5."),
+    shift: str = typer.Option(None, "--shift", help="Evaluate at each variation level, e.g. 0,0.25,0.5,0.75,1; "
+                              "prints the curve and its GRS and stores them in <run>/shift.h5."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default)."""
     import rlcli
 
+    if shift is not None:
+        from rlcli.config.fields import ConfigError
+        from rlcli.evaluation.grs import evaluate_shift
+
+        if video is not None:
+            raise ConfigError("--video records one episode at one level; run it without --shift")
+        res = evaluate_shift(run, shift, episodes=episodes, checkpoint=checkpoint, deterministic=not stochastic,
+                             overrides=overrides)
+        for level, mean, std in zip(res.levels, res.mean_returns, res.std_returns, strict=True):
+            print(f"level {level:.2f}: return {mean:.2f} ± {std:.2f}")
+        print(f"{res.checkpoint} (step {res.step}): GRS {res.grs:.3f} -> {res.path}")
+        return
     result = rlcli.evaluate(run, episodes=episodes, deterministic=not stochastic, video=video,
                             checkpoint=checkpoint, overrides=overrides)
     mode = "stochastic" if stochastic else "deterministic"

@@ -70,11 +70,20 @@ def train(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
     config_options: bool = typer.Option(False, "--config-options", help="List every option with type, default and help."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
+    study: str = typer.Option(None, "--study", help="Run the experiment matrix of a study file, e.g. presets/generalization.toml."),
+    workers: int = typer.Option(None, "--workers", min=1, help="With --study: runs at a time (default: the file's study.workers)."),
 ) -> None:
     """Train an agent; the run folder gets config.toml, metrics.h5 and checkpoints/."""
     from rlcli.cli.display import make_reporter, print_options
     from rlcli.config.schema import describe_options
 
+    if study is not None:
+        _train_study(study, workers, dry_run, algo, env, resume)
+        return
+    if workers is not None:
+        from rlcli.config.fields import ConfigError
+
+        raise ConfigError("--workers sets how many runs of a study run at a time; use it with --study FILE")
     if config_options:
         target = algo or "ppo"
         print_options(describe_options(target), f"rlcli train {target}: options (set with --set key=value)")
@@ -108,3 +117,23 @@ def train(
               if result.final_eval_return is not None else "no new steps")
         print(f"done: {result.steps} steps in {result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s), "
               f"{ev} -> {result.run_dir}")
+
+
+def _train_study(path: str, workers: int | None, dry_run: bool, algo: str | None, env: str | None,
+                 resume: str | None) -> None:
+    """``rlcli train --study FILE [--workers N] [--dry-run]``: exit 1 when any run failed."""
+    from rlcli.cli.app import RunFailed
+    from rlcli.config.fields import ConfigError
+    from rlcli.study.runner import run_study
+
+    if algo is not None or env is not None or resume is not None:
+        raise ConfigError("--study runs the matrix of the study file; drop ALGO, --env and --resume "
+                          "(rerunning the study resumes its unfinished runs)")
+    result = run_study(path, workers=workers, dry_run=dry_run, log=lambda line: print(line, flush=True))
+    if result.interrupted:
+        print(f"rlcli: study interrupted; continue with: rlcli train --study {path}", file=sys.stderr)
+        raise typer.Exit(2)
+    if result.failed:
+        names = ", ".join(o.run.name for o in result.failed)
+        raise RunFailed(f"{len(result.failed)} of {len(result.outcomes)} runs failed ({names}); their logs are in "
+                        f"{result.study.runs_dir}/.study/; rerun the same command to retry them")

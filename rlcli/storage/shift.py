@@ -1,0 +1,58 @@
+"""shift.h5: a policy's performance-vs-shift curve and its GRS, stored in the run folder.
+
+Layout::
+
+    /            attrs: format="rlcli-shift", grs, checkpoint, step, deterministic
+    /levels      (L,) float64 variation levels
+    /returns     (L, N) float64 episode returns, N episodes per level
+
+Written atomically (temporary file + rename), so a reader never sees half a curve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from rlcli.storage.errors import CorruptFileError
+
+SHIFT_FILE = "shift.h5"
+FORMAT = "rlcli-shift"
+
+
+def write_shift(path: Path, result) -> None:
+    """Store a :class:`rlcli.evaluation.grs.ShiftResult` at ``path`` atomically."""
+    from rlcli.storage.checkpoint import atomic_write_h5
+
+    def write(f: h5py.File) -> None:
+        f.attrs["format"] = FORMAT
+        f.attrs["grs"] = float(result.grs)
+        f.attrs["checkpoint"] = str(result.checkpoint)
+        f.attrs["step"] = int(result.step)
+        f.attrs["deterministic"] = bool(result.deterministic)
+        f.create_dataset("levels", data=np.asarray(result.levels, dtype=np.float64))
+        f.create_dataset("returns", data=np.asarray(result.returns, dtype=np.float64))
+
+    atomic_write_h5(Path(path), write)
+
+
+def read_shift(path: Path | str):
+    """The :class:`~rlcli.evaluation.grs.ShiftResult` stored at ``path``; None when there is none."""
+    from rlcli.evaluation.grs import ShiftResult
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise CorruptFileError(path, "it is not an rlcli shift curve")
+            return ShiftResult(f["levels"][()], f["returns"][()], float(f.attrs["grs"]),
+                               str(f.attrs["checkpoint"]), int(f.attrs["step"]), bool(f.attrs["deterministic"]),
+                               path)
+    except CorruptFileError:
+        raise
+    except (OSError, KeyError) as e:
+        raise CorruptFileError(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None

@@ -1,0 +1,260 @@
+"""Run a study: every run of the plan in its own process, ``workers`` at a time, restartable.
+
+State of a run, read from its folder before anything is launched:
+
+- ``done``: ``checkpoints/last.h5`` reached ``run.total_steps`` and ``shift.h5`` holds the study's levels
+  -> skipped, so rerunning the same command after a crash continues where it stopped;
+- ``evaluate``: trained, but the shift evaluation is missing -> only evaluated;
+- ``resume``: a readable last checkpoint short of ``run.total_steps`` -> resumed from it (exactly);
+- ``restart``: a folder without a readable last checkpoint (killed before its first save) -> deleted and
+  started again;
+- ``new``: no folder yet.
+
+Each launched run is ``python -m rlcli.study.worker`` with its resolved config saved in
+``<runs_dir>/.study/<name>.toml`` and its output in ``<runs_dir>/.study/<name>.log``; a crash, a kill or a
+leak in one run leaves the others running. After each finished run the best checkpoint of its
+algorithm+environment (highest ``eval_return`` of the runs' ``checkpoints/best.h5``; ties go to the run
+earlier in the plan) is copied to ``<runs_dir>/best/<algo>-<env>.h5`` and recorded, with the technique
+and seed that produced it, in ``<runs_dir>/best/best.toml``.
+
+Ctrl-C (SIGINT to the process group, as a terminal sends it): running runs save a checkpoint and stop,
+no new run starts, and the command exits 2; rerunning it resumes them. A second Ctrl-C aborts at once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from rlcli.study.spec import Study, StudyRun, load_study
+
+STUDY_DIR = ".study"
+BEST_DIR = "best"
+BEST_RECORD = "best.toml"
+
+
+@dataclass
+class RunOutcome:
+    run: StudyRun
+    state: str  # what was found before: done, evaluate, resume, restart, new
+    status: str  # skipped, done, failed, interrupted (stopped by Ctrl-C) or cancelled (never started)
+    seconds: float = 0.0  # wall time of the run's process
+    returncode: int | None = None
+    log: Path | None = None
+    error: str = ""  # why the run could not be launched (its process never ran)
+
+
+@dataclass
+class StudyResult:
+    study: Study
+    outcomes: list[RunOutcome]
+    wall_time: float  # s
+    interrupted: bool = False  # Ctrl-C: running runs saved a checkpoint, the rest were not started
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C stops launching runs (running ones get it too, from the terminal, and save a
+    checkpoint); a second one aborts at once. Only the main thread can install signal handlers."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _attr(path: Path, key: str) -> float | None:
+    """A root attribute of an HDF5 file, or None when the file is missing or unreadable."""
+    try:
+        with h5py.File(path, "r") as f:
+            return float(f.attrs[key])
+    except (OSError, KeyError):
+        return None
+
+
+def run_state(run: StudyRun, levels: list[float]) -> str:
+    """done, evaluate, resume, restart or new (module docstring)."""
+    from rlcli.storage.errors import CorruptFileError
+    from rlcli.storage.runs import CHECKPOINT_LAST
+    from rlcli.storage.shift import SHIFT_FILE, read_shift
+
+    d = run.run_dir
+    if not d.is_dir() or not any(d.iterdir()):
+        return "new"
+    step = _attr(d / CHECKPOINT_LAST, "step")
+    if step is None:
+        return "restart"
+    if step < run.cfg.run.total_steps:
+        return "resume"
+    try:
+        shift = read_shift(d / SHIFT_FILE)
+    except CorruptFileError:
+        shift = None
+    if shift is None or not np.allclose(shift.levels, levels) or shift.step < run.cfg.run.total_steps:
+        return "evaluate"
+    return "done"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def update_best(study: Study, algo: str, env: str) -> dict | None:
+    """Keep the best checkpoint of ``algo`` on ``env`` among the study's finished runs; returns its record."""
+    import tomli_w
+
+    from rlcli.config.presets import read_toml
+    from rlcli.storage.runs import CHECKPOINT_BEST
+
+    candidates = []
+    for run in study.runs:
+        if run.algo == algo and run.env == env and run_state(run, study.shift) == "done":
+            score = _attr(run.run_dir / CHECKPOINT_BEST, "eval_return")
+            if score is not None:
+                candidates.append((-score, run.index, run))
+    if not candidates:
+        return None
+    neg_score, _, best = min(candidates)
+    key = f"{algo}-{env.replace(':', '-').lower()}"
+    best_dir = study.runs_dir / BEST_DIR
+    record_path = best_dir / BEST_RECORD
+    records = read_toml(record_path) if record_path.is_file() else {}
+    entry = {"run": best.name, "technique": best.technique, "seed": best.seed, "eval_return": -neg_score,
+             "checkpoint": f"{key}.h5", "source": str(best.run_dir / CHECKPOINT_BEST)}
+    if records.get(key) != entry or not (best_dir / entry["checkpoint"]).is_file():
+        target = best_dir / entry["checkpoint"]
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        best_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best.run_dir / CHECKPOINT_BEST, tmp)
+        with h5py.File(tmp, "a") as f:
+            for k in ("run", "technique", "seed"):
+                f.attrs[f"study_{k}"] = entry[k]
+        os.replace(tmp, target)
+        records[key] = entry
+        _write_atomic(record_path, tomli_w.dumps(records))
+    return entry
+
+
+def _summary(run: StudyRun) -> str:
+    from rlcli.storage.metrics import read_metrics
+    from rlcli.storage.runs import METRICS_FILE
+    from rlcli.storage.shift import SHIFT_FILE
+
+    parts = []
+    evals = read_metrics(run.run_dir / METRICS_FILE).get("eval_return")
+    if evals is not None and len(evals):
+        parts.append(f"eval return {evals[-1, 1]:.1f}")
+    grs = _attr(run.run_dir / SHIFT_FILE, "grs")
+    if grs is not None:
+        parts.append(f"GRS {grs:.3f}")
+    return ", ".join(parts)
+
+
+def run_study(path: str | Path, workers: int | None = None, dry_run: bool = False,
+              log: Callable[[str], None] = print) -> StudyResult:
+    """Run (or with ``dry_run`` only list) the study in ``path``; see the module docstring.
+
+    Raises ConfigError before anything starts when the study file is wrong. Failed runs do not raise:
+    they are in ``StudyResult.failed`` (their logs say why), and rerunning retries them.
+    """
+    study = load_study(path, workers)
+    states = {run.name: run_state(run, study.shift) for run in study.runs}
+    counts = {s: sum(v == s for v in states.values()) for s in ("done", "evaluate", "resume", "restart", "new")}
+    logs = study.runs_dir / STUDY_DIR
+    labels = {"done": "complete", "evaluate": "to evaluate", "resume": "to resume", "restart": "to restart",
+              "new": "new"}
+    log(f"study {study.path}: {len(study.runs)} runs in {study.runs_dir} ("
+        + ", ".join(f"{n} {labels[s]}" for s, n in counts.items() if n) + f"), {study.workers} at a time")
+    if dry_run:
+        for run in study.runs:
+            log(f"  {states[run.name]:8s} {run.name}  ({run.cfg.run.total_steps} steps)")
+        return StudyResult(study, [RunOutcome(r, states[r.name], "skipped") for r in study.runs], 0.0)
+
+    start = time.perf_counter()
+    todo = [run for run in study.runs if states[run.name] != "done"]
+    outcomes = [RunOutcome(r, "done", "skipped") for r in study.runs if states[r.name] == "done"]
+    finished = 0
+    interrupt = _StopOnInterrupt()
+
+    def job(run: StudyRun) -> RunOutcome:
+        state = states[run.name]
+        if interrupt.set:
+            return RunOutcome(run, state, "cancelled")
+        config_path, log_path = logs / f"{run.name}.toml", logs / f"{run.name}.log"
+        mode = {"new": "new", "restart": "new", "resume": "resume", "evaluate": "evaluate"}[state]
+        cmd = [sys.executable, "-m", "rlcli.study.worker", str(config_path), str(run.run_dir), mode,
+               ",".join(f"{lv:g}" for lv in study.shift), str(study.shift_episodes)]
+        t0 = time.perf_counter()
+        try:
+            _write_atomic(config_path, run.cfg.to_toml())
+            if state == "restart":
+                shutil.rmtree(run.run_dir)
+            with open(log_path, "a") as out:
+                out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {mode}: {' '.join(cmd)}\n")
+                out.flush()
+                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+        except OSError as e:  # the run could not even start (disk full, folder not removable, ...)
+            return RunOutcome(run, state, "failed", time.perf_counter() - t0, None, log_path, str(e))
+        status = "done" if rc == 0 else "interrupted" if interrupt.set else "failed"
+        return RunOutcome(run, state, status, time.perf_counter() - t0, rc, log_path)
+
+    pool = ThreadPoolExecutor(max_workers=study.workers)
+    with interrupt:
+        try:
+            futures = [pool.submit(job, run) for run in todo]
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                finished += outcome.status != "cancelled"
+                run = outcome.run
+                if outcome.status == "done":
+                    best = update_best(study, run.algo, run.env)
+                    log(f"[{finished}/{len(todo)}] {run.name} done in {outcome.seconds:.1f} s "
+                        f"({outcome.state}): {_summary(run)}"
+                        + (f"; best {run.algo} on {run.env}: {best['run']}" if best else ""))
+                elif outcome.status == "interrupted":
+                    log(f"[{finished}/{len(todo)}] {run.name} interrupted; rerunning the study resumes it")
+                elif outcome.status == "failed":
+                    why = outcome.error or f"exit {outcome.returncode}"
+                    log(f"[{finished}/{len(todo)}] {run.name} FAILED ({why}) after "
+                        f"{outcome.seconds:.1f} s; log: {outcome.log}")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    outcomes.sort(key=lambda o: o.run.index)
+    result = StudyResult(study, outcomes, time.perf_counter() - start, interrupt.set)
+    tally = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "interrupted", "cancelled")}
+    log(f"study {'interrupted' if interrupt.set else 'finished'} after {result.wall_time:.1f} s: "
+        f"{tally['done']} ran, {counts['done']} skipped (complete), {tally['failed']} failed"
+        + (f", {tally['interrupted']} interrupted, {tally['cancelled']} not started" if interrupt.set else ""))
+    return result

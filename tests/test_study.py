@@ -1,0 +1,233 @@
+"""A tiny study end to end through the real CLI: train --study (with a killed run, a resumed run and a
+rerun), eval --shift, report --heatmap; and study-file errors that stop everything before it starts.
+
+Only ppo exists on this branch, so the study is 1 algorithm x 2 techniques x 1 env x 2 seeds; once dqn
+is merged, add it to STUDY's algorithms to make it the issue's 2 x 2 x 1 x 2.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = ["ppo-cartpole-baseline-s0", "ppo-cartpole-baseline-s1", "ppo-cartpole-reg-s0", "ppo-cartpole-reg-s1"]
+STUDY = """
+[study]
+algorithms = ["ppo"]
+techniques = ["baseline", "reg"]
+environments = ["cartpole"]
+seeds = [0, 1]
+runs_dir = "{runs_dir}"
+workers = 2
+shift = [0.0, 0.5, 1.0]
+shift_episodes = 3
+
+[config.all.run]
+total_steps = 1024
+eval_every = 512
+eval_episodes = 3
+checkpoint_every = 512
+"""
+
+
+def cli(*args: str, popen: bool = False):
+    cmd = [sys.executable, "-m", "rlcli.cli.main", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if popen:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid -> command line of each child process of ``pid``."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def last_step(run_dir: Path) -> int:
+    with h5py.File(run_dir / "checkpoints" / "last.h5", "r") as f:
+        return int(f.attrs["step"])
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    import rlcli
+    from rlcli.study.spec import load_study
+
+    root = tmp_path_factory.mktemp("study")
+    runs_dir = root / "runs"
+    path = root / "tiny.toml"
+    path.write_text(STUDY.format(runs_dir=runs_dir))
+    # an interrupted run: half its budget trained, to be resumed by the study
+    partial = load_study(path).runs[0].cfg.copy()
+    partial.run.total_steps = 512
+    rlcli.train(partial)
+
+    proc = cli("train", "--study", str(path), popen=True)
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline:
+        victim = next((pid for pid, cmd in children(proc.pid).items() if RUNS[1] in cmd), None)
+        time.sleep(0.05)
+    assert victim is not None, "the study never started the run to kill"
+    os.kill(victim, signal.SIGKILL)  # a crash of one run's process
+    out, err = proc.communicate(timeout=600)
+    first = SimpleNamespace(returncode=proc.returncode, stdout=out, stderr=err)
+    mtimes = {r: (runs_dir / r / "checkpoints" / "last.h5").stat().st_mtime_ns for r in RUNS if r != RUNS[1]}
+    (runs_dir / RUNS[2] / "shift.h5").unlink()  # as if killed during its shift evaluation
+    second = cli("train", "--study", str(path))
+    return SimpleNamespace(path=path, runs_dir=runs_dir, first=first, second=second, mtimes=mtimes)
+
+
+def test_a_killed_run_does_not_stop_the_others(study):
+    assert study.first.returncode == 1, study.first.stderr
+    assert f"{RUNS[1]} FAILED (exit -9)" in study.first.stdout
+    assert "1 of 4 runs failed" in study.first.stderr
+    for name in (RUNS[0], RUNS[2], RUNS[3]):
+        assert f"{name} done" in study.first.stdout
+        assert last_step(study.runs_dir / name) == 1024
+
+
+def test_rerun_skips_complete_runs_and_finishes_the_others(study):
+    assert study.second.returncode == 0, study.second.stdout + study.second.stderr
+    plan = study.second.stdout.splitlines()[0]
+    assert "2 complete, 1 to evaluate" in plan  # and the killed run: restarted or new
+    assert f"{RUNS[1]} done" in study.second.stdout
+    assert f"{RUNS[2]} done" in study.second.stdout and "(evaluate)" in study.second.stdout
+    for name, mtime in study.mtimes.items():
+        assert (study.runs_dir / name / "checkpoints" / "last.h5").stat().st_mtime_ns == mtime, name
+    for name in RUNS:
+        assert (study.runs_dir / name / "shift.h5").is_file()
+        assert last_step(study.runs_dir / name) == 1024
+    assert "2 skipped" in study.second.stdout
+
+
+def test_an_incomplete_run_is_resumed_not_restarted(study):
+    from rlcli.storage.metrics import read_metrics
+
+    assert f"{RUNS[0]} done" in study.first.stdout and "(resume)" in study.first.stdout
+    metrics = read_metrics(study.runs_dir / RUNS[0] / "metrics.h5")
+    wall = metrics["wall_time"]
+    assert wall[:, 0].tolist() == [512.0, 1024.0]  # the first half's rows were kept
+    assert wall[1, 1] > wall[0, 1]  # wall time accumulates across the resume
+
+
+def test_best_checkpoint_per_algorithm_and_env_is_kept_with_its_technique_and_seed(study):
+    from rlcli.config.presets import read_toml
+
+    scores = []
+    for i, name in enumerate(RUNS):
+        with h5py.File(study.runs_dir / name / "checkpoints" / "best.h5", "r") as f:
+            scores.append((-float(f.attrs["eval_return"]), i, name))
+    _, _, best = min(scores)
+    record = read_toml(study.runs_dir / "best" / "best.toml")["ppo-cartpole"]
+    assert record["run"] == best
+    assert record["eval_return"] == -min(scores)[0]
+    with h5py.File(study.runs_dir / "best" / "ppo-cartpole.h5", "r") as f:
+        assert f.attrs["study_technique"] == record["technique"] == best.split("-")[2]
+        assert int(f.attrs["study_seed"]) == record["seed"] == int(best[-1])
+        assert f.attrs["format"] == "rlcli-checkpoint"
+
+
+def test_eval_shift_from_the_cli_reproduces_the_studys_curve(study):
+    from rlcli.storage.shift import read_shift
+
+    run = study.runs_dir / RUNS[3]
+    before = read_shift(run / "shift.h5")
+    res = cli("eval", str(run), "--shift", "0,0.5,1", "--episodes", "3")
+    assert res.returncode == 0, res.stderr
+    after = read_shift(run / "shift.h5")
+    np.testing.assert_array_equal(after.returns, before.returns)
+    assert f"GRS {before.grs:.3f}" in res.stdout
+    for level, mean in zip(before.levels, before.mean_returns, strict=True):
+        assert f"level {level:.2f}: return {mean:.2f}" in res.stdout
+
+
+def test_report_heatmap_holds_the_runs_numbers(study, tmp_path):
+    from rlcli.storage.shift import read_shift
+
+    res = cli("report", str(study.runs_dir), "--heatmap", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    png = tmp_path / "grs_heatmap.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tmp_path / "report.md").read_text()
+    grs = {name: read_shift(study.runs_dir / name / "shift.h5").grs for name in RUNS}
+    for name, value in grs.items():
+        assert f"{value:.3f}" in res.stdout and f"| {name} |" in md
+    for technique in ("baseline", "reg"):
+        cell = np.mean([v for n, v in grs.items() if f"-{technique}-" in n])
+        assert f"{cell:.3f}" in res.stdout  # the coloured terminal heatmap
+        assert f"| ppo + {technique} | {cell:.3f} [" in md
+    assert "generalises best" in md
+
+
+@pytest.mark.parametrize("edit, message", [
+    ('algorithms = ["ppo"]', "unknown algorithm 'nope'"),
+    ('environments = ["cartpole"]', "unknown environment 'nope'"),
+    ("total_steps = 1024", "unknown key 'run.total_step'"),
+    ("seeds = [0, 1]", "names technique 'garr'"),
+])
+def test_study_file_errors_exit_2_before_anything_starts(tmp_path, edit, message):
+    runs_dir = tmp_path / "runs"
+    bad = {'algorithms = ["ppo"]': 'algorithms = ["ppo", "nope"]',
+           'environments = ["cartpole"]': 'environments = ["cartpole", "nope"]',
+           "total_steps = 1024": "total_step = 1024",
+           "seeds = [0, 1]": 'seeds = [0, 1]\nexclude = [{technique = "garr"}]'}[edit]
+    path = tmp_path / "bad.toml"
+    path.write_text(STUDY.format(runs_dir=runs_dir).replace(edit, bad))
+    res = cli("train", "--study", str(path))
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert not runs_dir.exists()
+
+
+def test_generalization_preset_lists_the_seeds_matrix():
+    import itertools
+    import tomllib
+
+    study = tomllib.loads((REPO / "presets" / "generalization.toml").read_text())["study"]
+    cells = list(itertools.product(study["algorithms"], study["techniques"], study["environments"], study["seeds"]))
+    assert len(cells) == 108
+    kept = [c for c in cells if not any(all(dict(zip(("algorithm", "technique", "environment", "seed"), c,
+                                                     strict=True))[k] == v for k, v in rule.items())
+                                        for rule in study["exclude"])]
+    assert len(kept) == 90 and not any(a == "es" and "gar" in t for a, t, _, _ in kept)
+
+
+def test_ctrl_c_saves_running_runs_starts_no_more_and_a_rerun_resumes(tmp_path):
+    runs_dir = tmp_path / "runs"
+    path = tmp_path / "long.toml"
+    path.write_text(STUDY.format(runs_dir=runs_dir).replace("workers = 2", "workers = 1")
+                    .replace('techniques = ["baseline", "reg"]', 'techniques = ["baseline"]')
+                    .replace("total_steps = 1024", "total_steps = 1000000"))
+    proc = subprocess.Popen([sys.executable, "-m", "rlcli.cli.main", "train", "--study", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    first = runs_dir / RUNS[0]
+    deadline = time.monotonic() + 120
+    while not (first / "config.toml").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # training has begun
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out + err
+    assert "1 interrupted, 1 not started" in out and "continue with: rlcli train --study" in err
+    assert 0 < last_step(first) < 1_000_000
+    assert not (runs_dir / "ppo-cartpole-baseline-s1").exists()
+    plan = cli("train", "--study", str(path), "--dry-run")
+    assert plan.returncode == 0 and "(1 to resume, 1 new)" in plan.stdout
