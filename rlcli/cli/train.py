@@ -20,21 +20,13 @@ def config_from_args(algo: str | None, env: str | None, preset: str | None, over
     from rlcli.config.presets import load_run_config, parse_override, resolve_config
     from rlcli.config.schema import build_config
 
+    flags = {("policy", "name"): policy, ("run", "technique"): technique, ("run", "total_steps"): steps,
+             ("run", "device"): device, ("run", "runs_dir"): runs_dir, ("run", "name"): name,
+             ("run", "tensorboard"): True if tensorboard else None}
     extra: dict[str, dict[str, Any]] = {"run": {}, "policy": {}}
-    if policy is not None:
-        extra["policy"]["name"] = policy
-    if technique is not None:
-        extra["run"]["technique"] = technique
-    if steps is not None:
-        extra["run"]["total_steps"] = steps
-    if device is not None:
-        extra["run"]["device"] = device
-    if runs_dir is not None:
-        extra["run"]["runs_dir"] = runs_dir
-    if name is not None:
-        extra["run"]["name"] = name
-    if tensorboard:
-        extra["run"]["tensorboard"] = True
+    for (section, key), value in flags.items():
+        if value is not None:
+            extra[section][key] = value
     extra = {k: v for k, v in extra.items() if v}
     if resume is not None:
         config_path = Path(resume) / "config.toml"

@@ -8,8 +8,6 @@ Ctrl-C (finish the iteration, save, stop) and resume (``train(cfg, resume=run_di
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm
 from rlcli.engine.progress import Progress, Reporter
 from rlcli.engine.seeding import resolve_device, seed_everything
+from rlcli.engine.signals import InterruptFlag
 from rlcli.engine.timing import PhaseTimer
 from rlcli.evaluation.episodes import run_episodes
 from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint
@@ -74,26 +73,6 @@ def evaluate_algorithm(algo: Algorithm, cfg: Config, episodes: int | None = None
                         seed=cfg.run.seed + EVAL_SEED_OFFSET)
 
 
-class _InterruptFlag:
-    """SIGINT sets a flag the loop checks between iterations; a second Ctrl-C aborts at once."""
-
-    def __init__(self) -> None:
-        self.set = False
-        self._old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 def _tb_tag(name: str) -> str:
@@ -185,7 +164,7 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
     final_eval: tuple[float, float] | None = None
     reporter.start(str(run_dir), start_step, total)
     try:
-        with _InterruptFlag() as interrupt:
+        with InterruptFlag() as interrupt:
             while algo.env_steps < total:
                 result = algo.iteration(timer)
                 step = algo.env_steps

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -38,6 +36,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from rlcli.engine.signals import InterruptFlag
 from rlcli.study.spec import Study, StudyRun, load_study
 
 STUDY_DIR = ".study"
@@ -68,27 +67,6 @@ class StudyResult:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-class _StopOnInterrupt:
-    """The first Ctrl-C stops launching runs (running ones get it too, from the terminal, and save a
-    checkpoint); a second one aborts at once. Only the main thread can install signal handlers."""
-
-    def __init__(self) -> None:
-        self.set = False
-        self._old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 def _attr(path: Path, key: str) -> float | None:
@@ -205,7 +183,7 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
     todo = [run for run in study.runs if states[run.name] != "done"]
     outcomes = [RunOutcome(r, "done", "skipped") for r in study.runs if states[r.name] == "done"]
     finished = 0
-    interrupt = _StopOnInterrupt()
+    interrupt = InterruptFlag()
 
     def job(run: StudyRun) -> RunOutcome:
         state = states[run.name]
