@@ -42,6 +42,10 @@ class EnvConfig:
     variation_level: float = option(0.0, "How far the environment is varied from its default, 0 to 1.",
                                     min=0.0, max=1.0)
     max_episode_steps: int = option(0, "Episode time limit (0 = the environment's own).", min=0)
+    backend: str = option("auto", "Atari: envpool or ale-py worker processes; auto = envpool when installed.",
+                          choices=("auto", "envpool", "ale-py"))
+    action_set: str = option("simple", "Super Mario Bros buttons: gym-super-mario-bros' SIMPLE_MOVEMENT, "
+                             "COMPLEX_MOVEMENT or RIGHT_ONLY.", choices=("simple", "complex", "right_only"))
 
 
 @dataclass
