@@ -147,6 +147,13 @@ class RND(PPO):
                     self.rooms.update(int(r) for r in rooms)
         return hook
 
+    def predictor_loss(self, rnd_input: torch.Tensor) -> torch.Tensor:
+        """MSE of the predictor on a random ``rnd.update_proportion`` of the (N, *view) normalised inputs."""
+        predicted, target = self.rnd(rnd_input)
+        per_sample = (predicted - target).pow(2).mean(-1)
+        mask = (torch.rand(per_sample.shape[0], device=self.device) < self.cfg.rnd.update_proportion).float()
+        return (per_sample * mask).sum() / mask.sum().clamp_min(1.0)
+
     def normalize_intrinsic(self, raw: torch.Tensor) -> torch.Tensor:
         """(T, B) raw novelties -> divided by the running std of their discounted per-env sums."""
         sums = torch.stack([self.int_return_filter.update(raw[t]) for t in range(raw.shape[0])])
@@ -198,10 +205,7 @@ class RND(PPO):
         pi_loss, stats = self.policy_loss(new_logprob, entropy, mb, advantages)
         ext_loss = self.value_loss(ext_value, mb)
         int_loss = self.value_loss(int_value, {"values": mb["int_values"], "returns": mb["int_returns"]})
-        predicted, target = self.rnd(mb["rnd_input"])
-        per_sample = (predicted - target).pow(2).mean(-1)
-        mask = (torch.rand(per_sample.shape[0], device=self.device) < self.cfg.rnd.update_proportion).float()
-        predictor_loss = (per_sample * mask).sum() / mask.sum().clamp_min(1.0)
+        predictor_loss = self.predictor_loss(mb["rnd_input"])
         stats.update(ext_value_loss=ext_loss.detach(), int_value_loss=int_loss.detach(),
                      predictor_loss=predictor_loss.detach())
         return pi_loss + hp.vf_coef * (ext_loss + int_loss) + predictor_loss, stats

@@ -15,6 +15,8 @@ def eval_command(
     video: str = typer.Option(None, "--video", help="Record one episode to FILE.gif or FILE.mp4."),
     checkpoint: str = typer.Option("last", "--checkpoint", help="Which checkpoint of a run folder: last or best."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Change the eval env, e.g. --set env.variation_level=0.5."),
+    attention: str = typer.Option(None, "--attention", help="Draw the vit-explorative tokens' attention maps "
+                                  "for a few frames to FILE.png."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default)."""
     import rlcli
@@ -27,3 +29,7 @@ def eval_command(
           f"length {result.lengths.mean():.1f} ± {result.lengths.std():.1f}")
     if result.video is not None:
         print(f"video: {result.video}")
+    if attention is not None:
+        from rlcli.report.attention import attention_figure
+
+        print(f"attention maps: {attention_figure(run, attention, checkpoint=checkpoint)}")
