@@ -105,6 +105,7 @@ def _flatten(tree, prefix=""):
 @pytest.mark.parametrize("policy", ["vit-explorative"])
 def test_small_pong_run_trains_checkpoints_resumes_and_evaluates_via_cli(tmp_path, policy):
     common = ["--set", "env.num_envs=2", "--set", "ppo.num_steps=64", "--set", "rnd.warmup_steps=32",
+              "--set", "ppo.num_epochs=1", "--set", "ppo.num_minibatches=2",
               "--set", "run.eval_episodes=1", "--set", "env.max_episode_steps=150",
               "--set", "run.checkpoint_every=1024", "--set", "env.backend=ale-py",
               "--set", "policy.vit_dim=32", "--set", "policy.vit_mlp_dim=64"]

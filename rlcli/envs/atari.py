@@ -50,14 +50,31 @@ def area_resize_matrix(src: int, dst: int) -> np.ndarray:
 
 
 class AreaResize:
-    """Grayscale (H, W) uint8 -> (h, w) uint8 by area interpolation, as two small matrix products."""
+    """Grayscale (H, W) uint8 -> (h, w) uint8 by area interpolation.
+
+    Each output pixel mixes at most ``k`` neighbouring source rows (then columns), so the resize is two
+    gathers and weighted sums over (h, k, W) and (h, w, k) arrays; no BLAS call, whose thread pool is slow
+    for such small products on a busy machine.
+    """
 
     def __init__(self, src_shape: tuple[int, int], dst_shape: tuple[int, int] = (SIZE, SIZE)):
-        self.rows = area_resize_matrix(src_shape[0], dst_shape[0])
-        self.cols_t = area_resize_matrix(src_shape[1], dst_shape[1]).T.copy()
+        self.row_idx, self.row_w = self._sparse(area_resize_matrix(src_shape[0], dst_shape[0]))
+        self.col_idx, self.col_w = self._sparse(area_resize_matrix(src_shape[1], dst_shape[1]))
+
+    @staticmethod
+    def _sparse(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dst, src) weights -> (dst, k) source indices and their (dst, k) weights."""
+        k = int((weights > 0).sum(1).max())
+        idx = np.zeros((weights.shape[0], k), np.int64)
+        w = np.zeros((weights.shape[0], k), np.float32)
+        for i, row in enumerate(weights):
+            nz = np.flatnonzero(row)
+            idx[i, :len(nz)], w[i, :len(nz)] = nz, row[nz]
+        return idx, w
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        out = self.rows @ frame.astype(np.float32) @ self.cols_t
+        rows = (frame[self.row_idx].astype(np.float32) * self.row_w[:, :, None]).sum(1)  # (h, W)
+        out = (rows[:, self.col_idx] * self.col_w[None]).sum(2)  # (h, w)
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

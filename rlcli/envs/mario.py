@@ -79,7 +79,8 @@ class MarioEnv(gym.Env):
     @staticmethod
     def _gray(frame: np.ndarray) -> np.ndarray:
         """(H, W, 3) RGB -> (H, W) uint8 luminance."""
-        return np.clip(np.rint(frame.astype(np.float32) @ GRAY_WEIGHTS), 0, 255).astype(np.uint8)
+        gray = frame[..., 0] * GRAY_WEIGHTS[0] + frame[..., 1] * GRAY_WEIGHTS[1] + frame[..., 2] * GRAY_WEIGHTS[2]
+        return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -8,7 +8,6 @@ deeper).
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
