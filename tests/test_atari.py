@@ -98,3 +98,5 @@ def test_bad_atari_ids_are_config_errors():
         game_from_id("atari")
     with pytest.raises(ConfigError, match="no ROM"):
         make_single_env(EnvConfig(id="atari:NoSuchGame"), seed=0)
+    with pytest.raises(ConfigError, match="envpool has no"):
+        make_vec_env(EnvConfig(id="atari:NoSuchGame", backend="envpool"), seed=0)

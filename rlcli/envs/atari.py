@@ -207,6 +207,10 @@ class EnvpoolAtariVectorEnv(VectorEnv):
                  sticky_action_prob: float = STICKY_ACTION_PROB, max_episode_steps: int = MAX_EPISODE_STEPS):
         import envpool
 
+        from rlcli.config.fields import ConfigError
+
+        if f"{game}-v5" not in envpool.list_all_envs():
+            raise ConfigError(f"unknown Atari game '{game}'; envpool has no '{game}-v5'")
         self.game, self.num_envs = game, num_envs
         self.kwargs = {"num_envs": num_envs, "noop_max": noop_max, "repeat_action_probability": sticky_action_prob,
                        "max_episode_steps": max_episode_steps or MAX_EPISODE_STEPS, "episodic_life": False,
