@@ -68,7 +68,7 @@ def test_vector_env_resets_finished_games_in_the_same_step(backend):
             rooms.update(np.asarray(info["room"]).tolist())
         assert truncated.all() and not terminated.any()
         final = np.stack(info["final_obs"])
-        assert final.shape == (2, 4, 84, 84)
+        assert final.shape == (2, 4, 84, 84) and final.dtype == np.uint8
         # the returned observation starts a new game: its 4 stacked frames are one repeated frame
         assert all(np.array_equal(obs[i, 0], obs[i, 3]) for i in range(2))
         assert not np.array_equal(final[0], obs[0])

@@ -252,7 +252,9 @@ class EnvpoolAtariVectorEnv(VectorEnv):
         done = terminated | truncated
         if done.any():
             ids = np.flatnonzero(done)
-            info["final_obs"] = np.array([obs[i] if d else None for i, d in enumerate(done)], dtype=object)
+            info["final_obs"] = np.empty(self.num_envs, dtype=object)  # one (4, 84, 84) array per finished env
+            for i in ids:
+                info["final_obs"][i] = obs[i]
             info["_final_obs"] = done
             obs = obs.copy()
             new_obs, new_raw = self.pool.reset(ids)
