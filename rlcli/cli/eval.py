@@ -17,6 +17,8 @@ def eval_command(
     overrides: list[str] = typer.Option([], "--set", "-s", help="Change the eval env, e.g. --set env.variation_level=0.5."),
     shift: str = typer.Option(None, "--shift", help="Evaluate at each variation level, e.g. 0,0.25,0.5,0.75,1; "
                               "prints the curve and its GRS and stores them in <run>/shift.h5."),
+    attention: str = typer.Option(None, "--attention", help="Draw the vit-explorative tokens' attention maps "
+                                  "for a few frames to FILE.png."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default)."""
     import rlcli
@@ -41,3 +43,7 @@ def eval_command(
           f"length {result.lengths.mean():.1f} ± {result.lengths.std():.1f}")
     if result.video is not None:
         print(f"video: {result.video}")
+    if attention is not None:
+        from rlcli.report.attention import attention_figure
+
+        print(f"attention maps: {attention_figure(run, attention, checkpoint=checkpoint)}")

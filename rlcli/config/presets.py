@@ -65,12 +65,21 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def default_preset_for(algo: str, env_id: str) -> Path | None:
-    """``presets/<algo>-<env>.toml`` when it exists (env ``atari:Pong`` -> ``pong``)."""
+    """The preset ``rlcli train ALGO --env ENV`` uses without ``--preset``: ``presets/<algo>-<env>.toml``
+    (env ``atari:Pong`` -> ``pong``) when it exists, else the first preset (by name) that declares this
+    ``algo`` and ``[env] id`` (such as ``montezuma-rnd-vit.toml``)."""
     env_key = env_id.split(":")[-1].lower()
     for d in preset_dirs():
         candidate = d / f"{algo}-{env_key}.toml"
         if candidate.is_file():
             return candidate
+    for d in preset_dirs():
+        for candidate in sorted(d.glob("*.toml")):
+            data = read_toml(candidate)
+            env_table = data.get("env")
+            if (data.get("algo") == algo and isinstance(env_table, dict)
+                    and str(env_table.get("id", "")).lower() == env_id.lower()):
+                return candidate
     return None
 
 

@@ -42,6 +42,10 @@ class EnvConfig:
     variation_level: float = option(0.0, "How far the environment is varied from its default, 0 to 1.",
                                     min=0.0, max=1.0)
     max_episode_steps: int = option(0, "Episode time limit (0 = the environment's own).", min=0)
+    backend: str = option("auto", "Atari: envpool or ale-py worker processes; auto = envpool when installed.",
+                          choices=("auto", "envpool", "ale-py"))
+    action_set: str = option("simple", "Super Mario Bros buttons: gym-super-mario-bros' SIMPLE_MOVEMENT, "
+                             "COMPLEX_MOVEMENT or RIGHT_ONLY.", choices=("simple", "complex", "right_only"))
 
 
 @dataclass
@@ -49,6 +53,11 @@ class PolicyConfig:
     name: str = option("mlp", "Policy network (mlp; others register in rlcli.nets.policies).")
     hidden_sizes: list[int] = option([64, 64], "Hidden layer widths of the MLP torso.", min=1)
     activation: str = option("tanh", "Hidden activation.", choices=("tanh", "relu"))
+    vit_patch_size: int = option(12, "vit-explorative: side of the square image patches, in pixels.", min=1)
+    vit_dim: int = option(128, "vit-explorative: token width.", min=8)
+    vit_depth: int = option(2, "vit-explorative: transformer blocks.", min=1)
+    vit_heads: int = option(4, "vit-explorative: attention heads per block (must divide vit_dim).", min=1)
+    vit_mlp_dim: int = option(256, "vit-explorative: hidden width of each block's MLP.", min=1)
 
 
 @dataclass
@@ -69,6 +78,37 @@ class PPOConfig:
     adam_eps: float = option(1e-5, "Adam epsilon.", min=0.0)
 
 
+@dataclass
+class RNDPPOConfig(PPOConfig):
+    """PPO's options as RND uses them: ``gamma`` discounts the extrinsic (episodic) rewards."""
+
+    learning_rate: float = option(1e-4, "Adam learning rate (policy and RND predictor).", min=0.0)
+    gamma: float = option(0.999, "Discount of extrinsic rewards (the episodic value head).", min=0.0, max=1.0)
+    ent_coef: float = option(0.001, "Entropy bonus coefficient.", min=0.0)
+    anneal_lr: bool = option(False, "Anneal the learning rate linearly to 0 over run.total_steps.")
+
+
+@dataclass
+class RNDConfig:
+    int_gamma: float = option(0.99, "Discount of intrinsic rewards (the non-episodic value head).",
+                              min=0.0, max=1.0)
+    ext_coef: float = option(2.0, "Weight of the extrinsic advantages in the combined advantage.", min=0.0)
+    int_coef: float = option(1.0, "Weight of the intrinsic advantages in the combined advantage.", min=0.0)
+    update_proportion: float = option(0.25, "Fraction of each minibatch the RND predictor is trained on.",
+                                      min=0.0, max=1.0)
+    warmup_steps: int = option(6400, "Random-action steps per env that initialise the observation "
+                               "normaliser before training (not counted in run.total_steps).", min=0)
+    obs_clip: float = option(5.0, "Normalised observations fed to the RND networks are clipped to +-this.",
+                             min=0.0)
+    output_size: int = option(512, "Width of the target and predictor embeddings.", min=1)
+    hidden_sizes: list[int] = option([64, 64], "Hidden widths of the RND MLPs (vector observations only; "
+                                     "images use the RND paper's convnets).", min=1)
+    clip_ext_rewards: bool = option(True, "Clip extrinsic rewards to [-1, 1] for learning (eval returns "
+                                    "stay raw).")
+    life_loss_ends_ext: bool = option(True, "A lost life ends the extrinsic value's episode (no bootstrap "
+                                      "across it); the game itself goes on.")
+
+
 COMMON_SECTIONS: dict[str, type] = {"run": RunConfig, "env": EnvConfig, "policy": PolicyConfig}
 ALGO_SECTIONS: dict[str, dict[str, type]] = {}
 
@@ -79,6 +119,7 @@ def register_algo(algo: str, sections: dict[str, type]) -> None:
 
 
 register_algo("ppo", {"ppo": PPOConfig})
+register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig})
 
 
 def known_algos() -> list[str]:

@@ -39,8 +39,36 @@ def _cartpole_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.
     return make_cartpole(env_cfg.variation_level, render_mode, env_cfg.max_episode_steps or MAX_EPISODE_STEPS)
 
 
+def _atari_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    from rlcli.envs.atari import make_atari_vec
+
+    return make_atari_vec(env_cfg, num_envs, seed)
+
+
+def _atari_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    from rlcli.envs.atari import game_from_id, make_atari_env
+
+    return make_atari_env(game_from_id(env_cfg.id), seed, render_mode, env_cfg.max_episode_steps)
+
+
+def _mario_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    from rlcli.envs.mario import make_mario_vec
+
+    return make_mario_vec(env_cfg, num_envs, seed)
+
+
+def _mario_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    from rlcli.envs.mario import make_mario_env
+
+    return make_mario_env(env_cfg, seed, render_mode)
+
+
 ENVS: dict[str, EnvEntry] = {
     "cartpole": EnvEntry(_cartpole_vec, _cartpole_single, "rlcli", "CartPole-v1 with varied dynamics"),
+    "atari": EnvEntry(_atari_vec, _atari_single, "rlcli[atari]",
+                      "Atari 2600 (atari:MontezumaRevenge, atari:Pong, ...), ale-py or envpool"),
+    "mario": EnvEntry(_mario_vec, _mario_single, "rlcli[mario]",
+                      "Super Mario Bros (mario, or mario:SuperMarioBros-1-1-v0), gym-super-mario-bros 7.4"),
 }
 
 
