@@ -26,6 +26,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlcli.envs.legacy_gym import import_legacy_gym
+
 FRAME_SKIP = 4
 STACK = 4
 SIZE = 84
@@ -205,6 +207,7 @@ class EnvpoolAtariVectorEnv(VectorEnv):
 
     def __init__(self, game: str, num_envs: int, seed: int = 0, noop_max: int = NOOP_MAX,
                  sticky_action_prob: float = STICKY_ACTION_PROB, max_episode_steps: int = MAX_EPISODE_STEPS):
+        import_legacy_gym()
         import envpool
 
         from rlcli.config.fields import ConfigError
@@ -234,6 +237,7 @@ class EnvpoolAtariVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None and seed != self.seed:
+            import_legacy_gym()
             import envpool
 
             self.pool.close()
@@ -279,6 +283,7 @@ def make_atari_vec(env_cfg, num_envs: int, seed: int) -> VectorEnv:
     backend = env_cfg.backend
     if backend == "auto":
         try:
+            import_legacy_gym()
             import envpool  # noqa: F401
 
             backend = "envpool"

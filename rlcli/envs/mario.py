@@ -22,12 +22,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from rlcli.config.fields import ConfigError
 from rlcli.envs.atari import FRAME_SKIP, SIZE, STACK, AreaResize
+from rlcli.envs.legacy_gym import import_legacy_gym
 
 ROM_MODES = ("vanilla", "downsample", "pixel", "rectangle")  # SuperMarioBros-...-v0 to -v3
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def action_buttons(action_set: str) -> list[list[str]]:
+    import_legacy_gym()
     from gym_super_mario_bros import actions
 
     return {"simple": actions.SIMPLE_MOVEMENT, "complex": actions.COMPLEX_MOVEMENT,
@@ -50,6 +52,7 @@ class MarioEnv(gym.Env):
 
     def __init__(self, env_id: str = "mario", action_set: str = "simple", render_mode: str | None = None,
                  max_episode_steps: int = 0):
+        import_legacy_gym()
         from gym_super_mario_bros.smb_env import SuperMarioBrosEnv
 
         rom_mode, target = parse_mario_id(env_id)
