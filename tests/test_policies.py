@@ -20,3 +20,24 @@ def test_categorical_sampling_matches_the_distribution_and_logprobs():
     lp, ent = categorical_logprob_entropy(logits[:1], torch.tensor([2]))
     assert torch.isclose(lp, probs.log()[2]).all()
     assert torch.isclose(ent, -(probs * probs.log()).sum()).all()
+
+
+def test_stacked_mlp_actor_critic_equals_two_separate_mlps():
+    from rlcli.nets.mlp import mlp
+    from rlcli.nets.policies import MLPActorCritic
+
+    torch.manual_seed(0)
+    policy = MLPActorCritic((4,), 3, [16, 8], "tanh")
+    actor, critic = mlp(4, [16, 8], 3, "tanh"), mlp(4, [16, 8], 1, "tanh")
+    with torch.no_grad():
+        for i, (la, lc) in enumerate(zip(actor[::2], critic[::2], strict=True)):  # the Linear layers
+            la.weight.copy_(policy.weights[i][0].T)
+            la.bias.copy_(policy.biases[i][0, 0])
+            lc.weight.copy_(policy.weights[i][1][:, : lc.out_features].T)
+            lc.bias.copy_(policy.biases[i][1, 0, : lc.out_features])
+    x = torch.randn(5, 4)
+    logits, value = policy(x)
+    assert torch.allclose(logits, actor(x), atol=1e-6)
+    assert torch.allclose(value, critic(x).squeeze(-1), atol=1e-6)
+    (logits.sum() + value.sum()).backward()
+    assert policy.weights[-1].grad[1, :, 1:].abs().max() == 0, "the critic's unused output columns stay fixed"

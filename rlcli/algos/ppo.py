@@ -118,9 +118,9 @@ class PPO(Algorithm):
         count = 0
         for _ in range(hp.num_epochs):
             perm = torch.randperm(self.batch_size, device=self.device)
+            shuffled = {k: v[perm] for k, v in batch.items()}  # one gather per epoch; minibatches are views
             for start in range(0, self.batch_size, self.minibatch_size):
-                idx = perm[start:start + self.minibatch_size]
-                mb = {k: v[idx] for k, v in batch.items()}
+                mb = {k: v[start:start + self.minibatch_size] for k, v in shuffled.items()}
                 loss, stats = self.minibatch_loss(mb)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
