@@ -31,13 +31,13 @@ def test_stacked_mlp_actor_critic_equals_two_separate_mlps():
     actor, critic = mlp(4, [16, 8], 3, "tanh"), mlp(4, [16, 8], 1, "tanh")
     with torch.no_grad():
         for i, (la, lc) in enumerate(zip(actor[::2], critic[::2], strict=True)):  # the Linear layers
-            la.weight.copy_(policy.weights[i][0].T)
-            la.bias.copy_(policy.biases[i][0, 0])
-            lc.weight.copy_(policy.weights[i][1][:, : lc.out_features].T)
-            lc.bias.copy_(policy.biases[i][1, 0, : lc.out_features])
+            la.weight.copy_(getattr(policy, f"w{i}")[0].T)
+            la.bias.copy_(getattr(policy, f"b{i}")[0, 0])
+            lc.weight.copy_(getattr(policy, f"w{i}")[1][:, : lc.out_features].T)
+            lc.bias.copy_(getattr(policy, f"b{i}")[1, 0, : lc.out_features])
     x = torch.randn(5, 4)
     logits, value = policy(x)
     assert torch.allclose(logits, actor(x), atol=1e-6)
     assert torch.allclose(value, critic(x).squeeze(-1), atol=1e-6)
     (logits.sum() + value.sum()).backward()
-    assert policy.weights[-1].grad[1, :, 1:].abs().max() == 0, "the critic's unused output columns stay fixed"
+    assert policy.w2.grad[1, :, 1:].abs().max() == 0, "the critic's unused output columns stay fixed"

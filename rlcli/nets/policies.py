@@ -106,8 +106,9 @@ class MLPActorCritic(ActorCritic):
         super().__init__()
         widths = [flat_dim(obs_shape), *hidden_sizes, n_actions]
         self.activation = {"tanh": torch.tanh, "relu": torch.relu}[activation]
-        self.weights = nn.ParameterList()  # layer i: (2, in_i, out_i)
-        self.biases = nn.ParameterList()  # layer i: (2, 1, out_i)
+        # parameters w{i} (2, in_i, out_i) and b{i} (2, 1, out_i); forward reads them straight from
+        # self._parameters, as iterating an nn.ParameterList costs more than the matmuls at this size
+        self.layer_names = [(f"w{i}", f"b{i}") for i in range(len(widths) - 1)]
         last = len(widths) - 2
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             weight = torch.zeros(2, n_in, n_out)
@@ -116,17 +117,17 @@ class MLPActorCritic(ActorCritic):
                 w = torch.empty(used_out, n_in)  # nn.Linear's (out, in) layout, orthogonal as in CleanRL
                 nn.init.orthogonal_(w, gain)
                 weight[net, :, :used_out] = w.T
-            self.weights.append(nn.Parameter(weight))
-            self.biases.append(nn.Parameter(torch.zeros(2, 1, n_out)))
+            self.register_parameter(f"w{i}", nn.Parameter(weight))
+            self.register_parameter(f"b{i}", nn.Parameter(torch.zeros(2, 1, n_out)))
 
     def forward(self, obs, extras=None):
         x = obs_to_float(obs)  # (B, obs_dim)
         h = x.unsqueeze(0).expand(2, -1, -1)  # (2, B, obs_dim): the same input to actor and critic
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = self.activation(h)
+        params = self._parameters
+        for w_name, b_name in self.layer_names[:-1]:
+            h = self.activation(torch.baddbmm(params[b_name], h, params[w_name]))
+        w_name, b_name = self.layer_names[-1]
+        h = torch.baddbmm(params[b_name], h, params[w_name])
         return h[0], h[1, :, 0]  # logits (B, A), value (B,)
 
 
