@@ -6,6 +6,7 @@ import importlib
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "rlcli.algos.ppo:PPO",
+    "vapor": "rlcli.algos.vapor:VAPOR",
 }
 
 

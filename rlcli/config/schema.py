@@ -46,9 +46,22 @@ class EnvConfig:
 
 @dataclass
 class PolicyConfig:
-    name: str = option("mlp", "Policy network (mlp; others register in rlcli.nets.policies).")
+    name: str = option("mlp", "Policy network: mlp or vit-consistent-dropout (others register in rlcli.nets.policies).")
     hidden_sizes: list[int] = option([64, 64], "Hidden layer widths of the MLP torso.", min=1)
     activation: str = option("tanh", "Hidden activation.", choices=("tanh", "relu"))
+    # vit-consistent-dropout (rlcli/nets/vit_consistent_dropout.py): perceiver encoder + actor/critic MLPs
+    dropout_p: float = option(0.2, "Dropout probability of vit-consistent-dropout (encoder and actor MLP).",
+                              min=0.0, max=0.95)
+    consistent_dropout: bool = option(True, "Store each rollout step's dropout masks and reuse them in the "
+                                      "update; false = ordinary dropout (a fresh mask every forward pass).")
+    tokenizer: str = option("auto", "How observations become tokens: vector (one per feature), grid (one per "
+                            "cell), patches (image patches); auto picks by observation shape.",
+                            choices=("auto", "vector", "grid", "patches"))
+    patch_size: int = option(8, "Side in pixels of the square image patches of tokenizer=patches.", min=1)
+    embed_dim: int = option(64, "Width of tokens and perceiver latents.", min=1)
+    num_latents: int = option(8, "Learned latent queries of the perceiver encoder.", min=1)
+    num_layers: int = option(1, "Latent self-attention layers after the cross-attention layer.", min=0)
+    num_heads: int = option(4, "Attention heads (must divide policy.embed_dim).", min=1)
 
 
 @dataclass
@@ -78,7 +91,21 @@ def register_algo(algo: str, sections: dict[str, type]) -> None:
     ALGO_SECTIONS[algo] = sections
 
 
+@dataclass
+class VaporConfig:
+    beta: float = option(1.0, "Temperature of the optimality posterior sigmoid(A / beta) and weight of the KL "
+                         "penalty, at the start of training.", min=1e-6)
+    beta_schedule: str = option("linear", "How beta moves from vapor.beta to vapor.min_beta over run.total_steps.",
+                                choices=("constant", "linear", "exponential"))
+    min_beta: float = option(0.1, "Beta at the end of training (linear and exponential schedules).", min=1e-6)
+    exploration_bonus: float = option(0.1, "Coefficient of the policy entropy weighted by the entropy of the "
+                                      "optimality posterior (uncertainty-weighted exploration).", min=0.0)
+    use_importance_weighting: bool = option(True, "Weight the policy gradient by pi_new / pi_old clipped to "
+                                            "[1 - ppo.clip_coef, 1 + ppo.clip_coef].")
+
+
 register_algo("ppo", {"ppo": PPOConfig})
+register_algo("vapor", {"ppo": PPOConfig, "vapor": VaporConfig})
 
 
 def known_algos() -> list[str]:

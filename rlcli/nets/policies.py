@@ -108,6 +108,8 @@ def _mlp_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> A
 
 
 POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory}
+# modules that register more policies when imported (imported by make_policy, so torch loads only when used)
+POLICY_MODULES: list[str] = ["rlcli.nets.vit_consistent_dropout"]
 
 
 def register_policy(name: str, factory: PolicyFactory) -> None:
@@ -116,6 +118,10 @@ def register_policy(name: str, factory: PolicyFactory) -> None:
 
 def make_policy(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
     """Build ``policy_cfg.name`` for the env's single observation and action spaces."""
+    import importlib
+
+    for module in POLICY_MODULES:
+        importlib.import_module(module)
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ConfigError(f"policy '{policy_cfg.name}' needs a discrete action space, got {action_space}")
     if policy_cfg.name not in POLICIES:
