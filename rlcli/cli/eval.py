@@ -15,10 +15,24 @@ def eval_command(
     video: str = typer.Option(None, "--video", help="Record one episode to FILE.gif or FILE.mp4."),
     checkpoint: str = typer.Option("last", "--checkpoint", help="Which checkpoint of a run folder: last or best."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Change the eval env, e.g. --set env.variation_level=0.5."),
+    mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Keep dropout on, sample K masks per step, act on "
+                                   "their mean and report the spread of action probabilities (0 = off)."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default)."""
     import rlcli
 
+    if mc_dropout:
+        if video is not None:
+            from rlcli.config.fields import ConfigError
+
+            raise ConfigError("--video and --mc-dropout cannot be combined; record the video in a separate eval")
+        mc = rlcli.mc_dropout_evaluate(run, mc_dropout, episodes=episodes, deterministic=not stochastic,
+                                       checkpoint=checkpoint, overrides=overrides)
+        print(f"{mc.checkpoint} (step {mc.step}), {episodes} episodes with {mc_dropout} dropout masks per step: "
+              f"return {mc.returns.mean():.2f} ± {mc.returns.std():.2f}; action-probability std over masks "
+              f"{mc.prob_std:.4f} mean, {mc.prob_std_max:.4f} max; greedy actions disagree on "
+              f"{100 * mc.disagreement:.1f}% of steps")
+        return
     result = rlcli.evaluate(run, episodes=episodes, deterministic=not stochastic, video=video,
                             checkpoint=checkpoint, overrides=overrides)
     mode = "stochastic" if stochastic else "deterministic"
