@@ -56,7 +56,7 @@ def test_vapor_beta_in_metrics_follows_the_schedule(tmp_path, schedule):
 @pytest.fixture(scope="module")
 def vapor_algo():
     seed_everything(0)
-    cfg = resolve_config("vapor", env="cartpole", overrides=["run.total_steps=1000"])
+    cfg = resolve_config("vapor", env="cartpole", overrides=["vapor.beta_schedule=constant", "vapor.beta=0.5"])
     algo = VAPOR(cfg, torch.device("cpu"))
     yield algo
     algo.close()
@@ -70,7 +70,6 @@ def loss_parts(algo, new_logprob, old_logprob, advantages, entropy):
 
 def test_loss_pieces(vapor_algo):
     algo = vapor_algo
-    algo.beta = 0.5
     adv = torch.tensor([-2.0, 0.0, 1.0, 3.0])
     old = torch.log(torch.tensor([0.5, 0.4, 0.7, 0.2]))
     new = old.clone().requires_grad_(True)
@@ -91,20 +90,19 @@ def test_loss_pieces(vapor_algo):
 
 def test_importance_weights_are_clipped_and_kl_grows_with_the_change(vapor_algo):
     algo = vapor_algo
-    algo.beta = 1.0
     adv = torch.tensor([1.0, 1.0])
     old = torch.log(torch.tensor([0.2, 0.2]))
     moved = torch.log(torch.tensor([0.4, 0.1])).requires_grad_(True)  # ratios 2 and 0.5
     loss, stats = loss_parts(algo, moved, old, adv, torch.zeros(2))
     assert stats["vapor_kl_penalty"].item() > 0
-    pg = -(torch.tensor([1.2, 0.8]) * torch.sigmoid(adv) * adv * moved).mean()  # weights clipped to 1 +- 0.2
+    pg = -(torch.tensor([1.2, 0.8]) * torch.sigmoid(adv / 0.5) * adv * moved).mean()  # weights clipped to 1 +- 0.2
     assert stats["vapor_policy_loss"].item() == pytest.approx(pg.item())
     algo.cfg.vapor.use_importance_weighting = False
     try:
         _, stats = loss_parts(algo, moved, old, adv, torch.zeros(2))
     finally:
         algo.cfg.vapor.use_importance_weighting = True
-    assert stats["vapor_policy_loss"].item() == pytest.approx(-(torch.sigmoid(adv) * adv * moved).mean().item())
+    assert stats["vapor_policy_loss"].item() == pytest.approx(-(torch.sigmoid(adv / 0.5) * adv * moved).mean().item())
 
 
 def test_dry_run_shows_the_vapor_section(tmp_path):

@@ -88,24 +88,17 @@ def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
 class VAPOR(PPO):
     section = "vapor"
 
-    def __init__(self, cfg, device: torch.device):
-        super().__init__(cfg, device)
-        self.beta = self.current_beta()
-
     def current_beta(self) -> float:
+        """beta at the current progress. PPO.iteration calls the update (and so :meth:`policy_loss`) after the
+        rollout, so ``env_steps`` already counts this iteration's steps: the logged step is beta's step."""
         v = self.cfg.vapor
         return beta_at(v.beta_schedule, v.beta, v.min_beta, self.env_steps / self.cfg.run.total_steps)
-
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        # PPO.iteration calls update() after the rollout, so env_steps already counts this iteration's steps
-        self.beta = self.current_beta()
-        return super().update(batch)
 
     def policy_loss(self, new_logprob: torch.Tensor, entropy: torch.Tensor, mb: dict[str, torch.Tensor],
                     advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The VAPOR loss of the module docstring; (loss, stats to log). All inputs are (N,)."""
         v, eps = self.cfg.vapor, self.cfg.ppo.clip_coef
-        beta = self.beta
+        beta = self.current_beta()
         log_ratio = new_logprob - mb["logprobs"]
         ratio = log_ratio.exp()
         posterior = torch.sigmoid(advantages.detach() / beta)
