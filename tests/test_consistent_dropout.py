@@ -27,11 +27,13 @@ def vit_cfg(*overrides: str, algo: str = "ppo"):
     return resolve_config(algo, env="cartpole", overrides=["policy.name=vit-consistent-dropout", *overrides])
 
 
-def first_minibatch_ratio(consistent: bool) -> torch.Tensor:
-    """pi_new / pi_old of every sample of the first minibatch of the first epoch of a real PPO iteration."""
+def first_minibatch_ratio(consistent: bool, algo_name: str = "ppo") -> torch.Tensor:
+    """pi_new / pi_old of every sample of the first minibatch of the first epoch of a real PPO/VAPOR iteration."""
+    from rlcli.algos import algorithm_class
+
     seed_everything(0)
-    cfg = vit_cfg(f"policy.consistent_dropout={str(consistent).lower()}", "ppo.num_steps=32")
-    algo = PPO(cfg, torch.device("cpu"))
+    cfg = vit_cfg(f"policy.consistent_dropout={str(consistent).lower()}", "ppo.num_steps=32", algo=algo_name)
+    algo = algorithm_class(algo_name)(cfg, torch.device("cpu"))
     seen: list[torch.Tensor] = []
     loss_fn = algo.policy_loss
 
@@ -52,6 +54,8 @@ def test_ratio_is_one_at_first_minibatch_with_consistent_dropout_only():
     assert (ratio - 1).abs().max().item() < 1e-6
     ordinary = first_minibatch_ratio(consistent=False)
     assert (ordinary - 1).abs().max().item() > 1e-3
+    vapor = first_minibatch_ratio(consistent=True, algo_name="vapor")  # VAPOR reuses the masks the same way
+    assert (vapor - 1).abs().max().item() < 1e-6
 
 
 def collected(num_steps: int = 64, **overrides: str):

@@ -98,7 +98,7 @@ class VaporConfig:
     beta_schedule: str = option("linear", "How beta moves from vapor.beta to vapor.min_beta over run.total_steps.",
                                 choices=("constant", "linear", "exponential"))
     min_beta: float = option(0.1, "Beta at the end of training (linear and exponential schedules).", min=1e-6)
-    exploration_bonus: float = option(0.1, "Coefficient of the policy entropy weighted by the entropy of the "
+    exploration_bonus: float = option(0.01, "Coefficient of the policy entropy weighted by the entropy of the "
                                       "optimality posterior (uncertainty-weighted exploration).", min=0.0)
     use_importance_weighting: bool = option(True, "Weight the policy gradient by pi_new / pi_old clipped to "
                                             "[1 - ppo.clip_coef, 1 + ppo.clip_coef].")
