@@ -164,20 +164,24 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_ppo_with_consistent_dropout_learns_cartpole_and_mc_dropout_eval(tmp_path):
-    """Budget: 20k env steps (4 envs x 128 steps, CleanRL's PPO settings), evaluated every 5k steps."""
+    """Budget: 10,240 env steps (CleanRL's PPO settings, 4 envs x 128 steps, with ppo.learning_rate=1e-3 and the
+    default vit-consistent-dropout: 8 latents x 64, 1 self-attention layer, dropout 0.2), seed 0; then the
+    10-episode deterministic eval is at least 475."""
     import rlcli
 
-    cfg = vit_cfg("run.total_steps=20000", "run.eval_every=5000", f"run.runs_dir={tmp_path}", "run.name=vit",
+    cfg = vit_cfg("run.total_steps=10240", "ppo.learning_rate=1e-3", f"run.runs_dir={tmp_path}", "run.name=vit",
                   "run.checkpoint_every=0")
-    rlcli.train(cfg)
+    result = rlcli.train(cfg)
+    assert result.final_eval_return >= 475
     run = tmp_path / "vit"
-    evals = read_metrics(run / "metrics.h5")["eval_return"]
-    assert evals[:, 1].max() >= 475, evals
+    assert read_metrics(run / "metrics.h5")["eval_return"][-1, 1] >= 475
 
-    result = cli("eval", str(run), "--checkpoint", "best", "--mc-dropout", "8", "--episodes", "2", cwd=tmp_path)
+    short = ["--set", "env.max_episode_steps=50"]  # MC-dropout episodes of at most 50 steps, to save time
+    result = cli("eval", str(run), "--mc-dropout", "8", "--episodes", "2", *short, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "8 dropout masks per step" in result.stdout and "action-probability std" in result.stdout
-    mc = rlcli.mc_dropout_evaluate(run, 8, episodes=2, checkpoint="best")
+    mc = rlcli.mc_dropout_evaluate(run, 8, episodes=2, overrides=["env.max_episode_steps=50"])
+    assert list(mc.lengths) == [50, 50]
     assert 0 < mc.prob_std <= mc.prob_std_max <= 0.5
     assert 0 <= mc.disagreement <= 1
 
