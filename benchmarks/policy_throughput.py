@@ -6,7 +6,7 @@ extras a rollout would give (consistent-dropout masks, ...), a PPO-shaped loss (
 
     PYTHONPATH=. python benchmarks/policy_throughput.py                       # mlp vs vit-consistent-dropout
     PYTHONPATH=. python benchmarks/policy_throughput.py --policies vit-consistent-dropout --env cartpole \\
-        --batches 1024 65536 --set policy.embed_dim=128 --threads 0 --device cpu
+        --batches 1024 65536 --set policy.perceiver_dim=128 --threads 0 --device cpu
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 = torch default)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="policy.key=value overrides, e.g. --set policy.embed_dim=32 (repeatable)")
+                        help="policy.key=value overrides, e.g. --set policy.perceiver_dim=32 (repeatable)")
     args = parser.parse_args()
 
     if args.threads:

@@ -142,7 +142,7 @@ def test_eval_mode_has_no_dropout():
 def test_tokenizers_for_every_observation_type(shape, dtype, kind, tokens):
     import gymnasium as gym
 
-    cfg = vit_cfg("policy.embed_dim=32", "policy.num_latents=4")
+    cfg = vit_cfg("policy.perceiver_dim=32", "policy.perceiver_latents=4")
     high = 255 if dtype == np.uint8 else 1.0
     space = gym.spaces.Box(0, high, shape, dtype)
     policy = make_policy(cfg.policy, space, gym.spaces.Discrete(5))

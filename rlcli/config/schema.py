@@ -46,22 +46,24 @@ class EnvConfig:
 
 @dataclass
 class PolicyConfig:
-    name: str = option("mlp", "Policy network: mlp or vit-consistent-dropout (others register in rlcli.nets.policies).")
+    name: str = option("mlp", "Policy network (mlp; others register in rlcli.nets.policies).")
     hidden_sizes: list[int] = option([64, 64], "Hidden layer widths of the MLP torso.", min=1)
     activation: str = option("tanh", "Hidden activation.", choices=("tanh", "relu"))
-    # vit-consistent-dropout (rlcli/nets/vit_consistent_dropout.py): perceiver encoder + actor/critic MLPs
-    dropout_p: float = option(0.2, "Dropout probability of vit-consistent-dropout (encoder and actor MLP).",
+    dropout_p: float = option(0.2, "vit-consistent-dropout: dropout probability in the encoder and actor MLP.",
                               min=0.0, max=0.95)
-    consistent_dropout: bool = option(True, "Store each rollout step's dropout masks and reuse them in the "
-                                      "update; false = ordinary dropout (a fresh mask every forward pass).")
-    tokenizer: str = option("auto", "How observations become tokens: vector (one per feature), grid (one per "
-                            "cell), patches (image patches); auto picks by observation shape.",
-                            choices=("auto", "vector", "grid", "patches"))
-    patch_size: int = option(8, "Side in pixels of the square image patches of tokenizer=patches.", min=1)
-    embed_dim: int = option(64, "Width of tokens and perceiver latents.", min=1)
-    num_latents: int = option(8, "Learned latent queries of the perceiver encoder.", min=1)
-    num_layers: int = option(1, "Latent self-attention layers after the cross-attention layer.", min=0)
-    num_heads: int = option(4, "Attention heads (must divide policy.embed_dim).", min=1)
+    consistent_dropout: bool = option(True, "vit-consistent-dropout: store each rollout step's dropout masks and "
+                                      "reuse them in the update; false = ordinary dropout (fresh masks every pass).")
+    perceiver_tokenizer: str = option("auto", "vit-consistent-dropout: how observations become tokens: vector "
+                                      "(one per feature), grid (one per cell), patches (image patches); auto "
+                                      "picks by observation shape.", choices=("auto", "vector", "grid", "patches"))
+    perceiver_patch_size: int = option(8, "vit-consistent-dropout: side in pixels of the square image patches "
+                                       "of perceiver_tokenizer=patches.", min=1)
+    perceiver_dim: int = option(64, "vit-consistent-dropout: width of tokens and perceiver latents.", min=1)
+    perceiver_latents: int = option(8, "vit-consistent-dropout: learned latent queries of the encoder.", min=1)
+    perceiver_layers: int = option(1, "vit-consistent-dropout: latent self-attention layers after the "
+                                   "cross-attention layer.", min=0)
+    perceiver_heads: int = option(4, "vit-consistent-dropout: attention heads (must divide perceiver_dim).",
+                                  min=1)
 
 
 @dataclass

@@ -1,26 +1,26 @@
 """Observation tokenizers and a perceiver-style latent encoder with consistent dropout.
 
-Tokenisation (``policy.tokenizer``; ``auto`` decides from the observation shape):
+Tokenisation (``policy.perceiver_tokenizer``; ``auto`` decides from the observation shape):
 
-- ``vector`` (1-D observations such as CartPole's 4 numbers, or any shape with ``tokenizer = "vector"``):
-  the observation is flattened to F features and feature f becomes the token ``x_f * W_f + b_f`` with a
+- ``vector`` (1-D observations such as CartPole's 4 numbers, or any shape with
+  ``perceiver_tokenizer = "vector"``): the observation is flattened to F features and feature f becomes the token ``x_f * W_f + b_f`` with a
   learned (embed_dim,) weight and bias per feature index, so a token says both which feature it is and its
   value. F tokens.
 - ``grid`` (2-D or 3-D observations whose spatial sides are both <= 16, such as MiniGrid's 7 x 7 x 3
   object/colour/state grid): every cell becomes a token, a linear map of its C channel values (raw, not
   rescaled) plus a learned embedding of the cell's position. H * W tokens.
 - ``patches`` (larger images such as 64 x 64 x 3 Procgen frames or 4 x 84 x 84 Atari stacks): the image is
-  cut into ``policy.patch_size`` square patches (zero-padded at the right and bottom to a whole number of
-  patches), each patch flattened and linearly projected (a strided convolution), plus a learned position
+  cut into ``policy.perceiver_patch_size`` square patches (zero-padded at the right and bottom to a whole
+  number of patches), each patch flattened and linearly projected (a strided convolution), plus a learned position
   embedding per patch; uint8 pixels are scaled to [0, 1]. ceil(H / P) * ceil(W / P) tokens.
 
 Layout: a 3-D observation is channels-first (C, H, W) when its first side is smaller than its last
 (Atari's 4 x 84 x 84), channels-last (H, W, C) otherwise (MiniGrid, Procgen); a 2-D one is one channel.
 
-Encoder (Jaegle et al. 2021, "Perceiver"): ``num_latents`` learned latent vectors cross-attend to the tokens,
-then ``num_layers`` latent self-attention layers follow. Every layer is a pre-LayerNorm residual block
+Encoder (Jaegle et al. 2021, "Perceiver"): ``policy.perceiver_latents`` learned latent vectors cross-attend to the tokens,
+then ``policy.perceiver_layers`` latent self-attention layers follow. Every layer is a pre-LayerNorm residual block
 ``x += drop(out_proj(attention(LN(x), ...)))``, ``x += drop(MLP(LN(x)))`` with :class:`ConsistentDropout`
-after the attention output projection and after the MLP output (masks of shape (num_latents, embed_dim)).
+after the attention output projection and after the MLP output (masks of shape (latents, dim)).
 The output is the mean of the final latents after a LayerNorm: (B, embed_dim).
 """
 
@@ -46,8 +46,8 @@ def image_layout(obs_shape: tuple[int, ...]) -> tuple[int, int, int, bool]:
         if obs_shape[0] < obs_shape[-1]:
             return obs_shape[0], obs_shape[1], obs_shape[2], True
         return obs_shape[2], obs_shape[0], obs_shape[1], False
-    raise ConfigError(f"policy.tokenizer grid/patches needs a 2-D or 3-D observation, got shape {obs_shape}; "
-                      f"use policy.tokenizer=vector")
+    raise ConfigError(f"policy.perceiver_tokenizer grid/patches needs a 2-D or 3-D observation, got shape "
+                      f"{obs_shape}; use policy.perceiver_tokenizer=vector")
 
 
 def choose_tokenizer(obs_shape: tuple[int, ...], tokenizer: str = "auto") -> str:
@@ -111,7 +111,7 @@ class AttentionBlock(nn.Module):
     def __init__(self, dim: int, heads: int, num_latents: int, dropout_p: float, cross: bool):
         super().__init__()
         if dim % heads:
-            raise ConfigError(f"policy.num_heads ({heads}) must divide policy.embed_dim ({dim})")
+            raise ConfigError(f"policy.perceiver_heads ({heads}) must divide policy.perceiver_dim ({dim})")
         self.heads, self.cross = heads, cross
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(dim) if cross else None

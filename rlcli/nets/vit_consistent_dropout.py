@@ -11,7 +11,7 @@ After the seed document 000 (metta's ViTConsistentDropout policy) and Hausknecht
   is shared, so the value sees the encoder's masks of the transition.
 
 Masks. With ``policy.consistent_dropout`` (the default) every dropout site declares its boolean keep-mask in
-``experience_spec()`` (``dropout_mask.<site>``, shape (num_latents, embed_dim) for encoder sites and
+``experience_spec()`` (``dropout_mask.<site>``, shape (perceiver_latents, perceiver_dim) for encoder sites and
 (width,) for actor sites); ``sample_extras(B)`` draws one independent mask per environment per rollout step,
 the collector stores it with the transition, and PPO/VAPOR pass it back in every epoch of the update, so
 pi_old and pi_new are the same sub-network. A new step, a new episode or another environment never reuses
@@ -104,9 +104,10 @@ def _factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ViTCo
     is_pixels = isinstance(obs_space, gym.spaces.Box) and obs_space.dtype == np.uint8
     return ViTConsistentDropout(
         tuple(shape), int(action_space.n), policy_cfg.hidden_sizes, policy_cfg.activation,
-        dropout_p=policy_cfg.dropout_p, consistent=policy_cfg.consistent_dropout, tokenizer=policy_cfg.tokenizer,
-        patch_size=policy_cfg.patch_size, embed_dim=policy_cfg.embed_dim, num_latents=policy_cfg.num_latents,
-        num_layers=policy_cfg.num_layers, num_heads=policy_cfg.num_heads,
+        dropout_p=policy_cfg.dropout_p, consistent=policy_cfg.consistent_dropout,
+        tokenizer=policy_cfg.perceiver_tokenizer, patch_size=policy_cfg.perceiver_patch_size, embed_dim=policy_cfg.perceiver_dim,
+        num_latents=policy_cfg.perceiver_latents, num_layers=policy_cfg.perceiver_layers,
+        num_heads=policy_cfg.perceiver_heads,
         obs_scale=1.0 / 255.0 if is_pixels else 1.0)
 
 
