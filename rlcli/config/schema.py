@@ -84,15 +84,6 @@ class PPOConfig:
     adam_eps: float = option(1e-5, "Adam epsilon.", min=0.0)
 
 
-COMMON_SECTIONS: dict[str, type] = {"run": RunConfig, "env": EnvConfig, "policy": PolicyConfig}
-ALGO_SECTIONS: dict[str, dict[str, type]] = {}
-
-
-def register_algo(algo: str, sections: dict[str, type]) -> None:
-    """Declare which config sections (beyond run/env/policy) an algorithm uses."""
-    ALGO_SECTIONS[algo] = sections
-
-
 @dataclass
 class VaporConfig:
     beta: float = option(1.0, "Temperature of the optimality posterior sigmoid(A / beta) and weight of the KL "
@@ -104,6 +95,15 @@ class VaporConfig:
                                       "optimality posterior (uncertainty-weighted exploration).", min=0.0)
     use_importance_weighting: bool = option(True, "Weight the policy gradient by pi_new / pi_old clipped to "
                                             "[1 - ppo.clip_coef, 1 + ppo.clip_coef].")
+
+
+COMMON_SECTIONS: dict[str, type] = {"run": RunConfig, "env": EnvConfig, "policy": PolicyConfig}
+ALGO_SECTIONS: dict[str, dict[str, type]] = {}
+
+
+def register_algo(algo: str, sections: dict[str, type]) -> None:
+    """Declare which config sections (beyond run/env/policy) an algorithm uses."""
+    ALGO_SECTIONS[algo] = sections
 
 
 register_algo("ppo", {"ppo": PPOConfig})
