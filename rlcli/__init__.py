@@ -16,6 +16,7 @@ _LAZY = {
     "train": "rlcli.engine.train:train",
     "resolve_config": "rlcli.config.presets:resolve_config",
     "evaluate": "rlcli.evaluation.evaluate:evaluate",
+    "mc_dropout_evaluate": "rlcli.evaluation.mc_dropout:mc_dropout_evaluate",
     "report": "rlcli.report.runs:report",
     "run_study": "rlcli.study.runner:run_study",
     "profile": "rlcli.engine.profile:profile",

@@ -7,6 +7,7 @@ import importlib
 ALGORITHMS: dict[str, str] = {
     "ppo": "rlcli.algos.ppo:PPO",
     "rnd": "rlcli.algos.rnd:RND",
+    "vapor": "rlcli.algos.vapor:VAPOR",
 }
 
 

@@ -19,6 +19,8 @@ def eval_command(
                               "prints the curve and its GRS and stores them in <run>/shift.h5."),
     attention: str = typer.Option(None, "--attention", help="Draw the vit-explorative tokens' attention maps "
                                   "for a few frames to FILE.png."),
+    mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Keep dropout on, sample K masks per step, act on "
+                                   "their mean and report the spread of action probabilities (0 = off)."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default)."""
     import rlcli
@@ -34,6 +36,18 @@ def eval_command(
         for level, mean, std in zip(res.levels, res.mean_returns, res.std_returns, strict=True):
             print(f"level {level:.2f}: return {mean:.2f} ± {std:.2f}")
         print(f"{res.checkpoint} (step {res.step}): GRS {res.grs:.3f} -> {res.path}")
+        return
+    if mc_dropout:
+        if video is not None:
+            from rlcli.config.fields import ConfigError
+
+            raise ConfigError("--video and --mc-dropout cannot be combined; record the video in a separate eval")
+        mc = rlcli.mc_dropout_evaluate(run, mc_dropout, episodes=episodes, deterministic=not stochastic,
+                                       checkpoint=checkpoint, overrides=overrides)
+        print(f"{mc.checkpoint} (step {mc.step}), {episodes} episodes with {mc_dropout} dropout masks per step: "
+              f"return {mc.returns.mean():.2f} ± {mc.returns.std():.2f}; action-probability std over masks "
+              f"{mc.prob_std:.4f} mean, {mc.prob_std_max:.4f} max; greedy actions disagree on "
+              f"{100 * mc.disagreement:.1f}% of steps")
         return
     result = rlcli.evaluate(run, episodes=episodes, deterministic=not stochastic, video=video,
                             checkpoint=checkpoint, overrides=overrides)

@@ -58,6 +58,21 @@ class PolicyConfig:
     vit_depth: int = option(2, "vit-explorative: transformer blocks.", min=1)
     vit_heads: int = option(4, "vit-explorative: attention heads per block (must divide vit_dim).", min=1)
     vit_mlp_dim: int = option(256, "vit-explorative: hidden width of each block's MLP.", min=1)
+    dropout_p: float = option(0.2, "vit-consistent-dropout: dropout probability in the encoder and actor MLP.",
+                              min=0.0, max=0.95)
+    consistent_dropout: bool = option(True, "vit-consistent-dropout: store each rollout step's dropout masks and "
+                                      "reuse them in the update; false = ordinary dropout (fresh masks every pass).")
+    perceiver_tokenizer: str = option("auto", "vit-consistent-dropout: how observations become tokens: vector "
+                                      "(one per feature), grid (one per cell), patches (image patches); auto "
+                                      "picks by observation shape.", choices=("auto", "vector", "grid", "patches"))
+    perceiver_patch_size: int = option(8, "vit-consistent-dropout: side in pixels of the square image patches "
+                                       "of perceiver_tokenizer=patches.", min=1)
+    perceiver_dim: int = option(64, "vit-consistent-dropout: width of tokens and perceiver latents.", min=1)
+    perceiver_latents: int = option(8, "vit-consistent-dropout: learned latent queries of the encoder.", min=1)
+    perceiver_layers: int = option(1, "vit-consistent-dropout: latent self-attention layers after the "
+                                   "cross-attention layer.", min=0)
+    perceiver_heads: int = option(4, "vit-consistent-dropout: attention heads (must divide perceiver_dim).",
+                                  min=1)
 
 
 @dataclass
@@ -109,6 +124,19 @@ class RNDConfig:
                                       "across it); the game itself goes on.")
 
 
+@dataclass
+class VaporConfig:
+    beta: float = option(1.0, "Temperature of the optimality posterior sigmoid(A / beta) and weight of the KL "
+                         "penalty, at the start of training.", min=1e-6)
+    beta_schedule: str = option("linear", "How beta moves from vapor.beta to vapor.min_beta over run.total_steps.",
+                                choices=("constant", "linear", "exponential"))
+    min_beta: float = option(0.1, "Beta at the end of training (linear and exponential schedules).", min=1e-6)
+    exploration_bonus: float = option(0.01, "Coefficient of the policy entropy weighted by the entropy of the "
+                                      "optimality posterior (uncertainty-weighted exploration).", min=0.0)
+    use_importance_weighting: bool = option(True, "Weight the policy gradient by pi_new / pi_old clipped to "
+                                            "[1 - ppo.clip_coef, 1 + ppo.clip_coef].")
+
+
 COMMON_SECTIONS: dict[str, type] = {"run": RunConfig, "env": EnvConfig, "policy": PolicyConfig}
 ALGO_SECTIONS: dict[str, dict[str, type]] = {}
 
@@ -120,6 +148,7 @@ def register_algo(algo: str, sections: dict[str, type]) -> None:
 
 register_algo("ppo", {"ppo": PPOConfig})
 register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig})
+register_algo("vapor", {"ppo": PPOConfig, "vapor": VaporConfig})
 
 
 def known_algos() -> list[str]:

@@ -139,8 +139,7 @@ def _mlp_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> A
 
 
 POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory}
-# modules that register more policies when imported (loaded on the first make_policy call)
-POLICY_MODULES = ["rlcli.nets.cnn_rnd", "rlcli.nets.vit_explorative"]
+POLICY_MODULES: list[str] = ["rlcli.nets.cnn_rnd", "rlcli.nets.vit_explorative", "rlcli.nets.vit_consistent_dropout"]
 
 
 def register_policy(name: str, factory: PolicyFactory) -> None:
