@@ -6,6 +6,8 @@ import importlib
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "rlcli.algos.ppo:PPO",
+    "dqn": "rlcli.algos.dqn:DQN",
+    "es": "rlcli.algos.es:ES",
 }
 
 

@@ -42,8 +42,6 @@ class ESConfig:
                                       "(antithetic pairs +eps, -eps).", min=2)
     sigma: float = option(0.1, "Standard deviation of the parameter noise.", min=0.0)
     learning_rate: float = option(0.03, "Adam learning rate on the ES gradient.", min=0.0)
-    weight_decay: float = option(0.005, "L2 coefficient subtracted from the ES gradient (OpenAI ES's l2coeff).",
-                                 min=0.0)
     episodes_per_member: int = option(1, "Episodes each perturbation is scored on (mean return).", min=1)
 
 

@@ -39,8 +39,36 @@ def _cartpole_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.
     return make_cartpole(env_cfg.variation_level, render_mode, env_cfg.max_episode_steps or MAX_EPISODE_STEPS)
 
 
+def _minigrid_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    from rlcli.envs.minigrid import make_minigrid_vec
+
+    return make_minigrid_vec(env_cfg.variation_level, num_envs, env_cfg.max_episode_steps)
+
+
+def _minigrid_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    from rlcli.envs.minigrid import make_minigrid
+
+    return make_minigrid(env_cfg.variation_level, render_mode, env_cfg.max_episode_steps)
+
+
+def _starpilot_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    from rlcli.envs.procgen import StarpilotVectorEnv
+
+    return StarpilotVectorEnv(num_envs, env_cfg.variation_level, seed, env_cfg.max_episode_steps)
+
+
+def _starpilot_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    from rlcli.envs.procgen import make_starpilot
+
+    return make_starpilot(env_cfg.variation_level, seed, render_mode, env_cfg.max_episode_steps)
+
+
 ENVS: dict[str, EnvEntry] = {
     "cartpole": EnvEntry(_cartpole_vec, _cartpole_single, "rlcli", "CartPole-v1 with varied dynamics"),
+    "minigrid": EnvEntry(_minigrid_vec, _minigrid_single, "rlcli[minigrid]",
+                         "MiniGrid Dynamic-Obstacles with varied layout (size 6-12, 2-8 balls)"),
+    "starpilot": EnvEntry(_starpilot_vec, _starpilot_single, "rlcli[procgen]",
+                          "Procgen Starpilot, 4 stacked 64x64 RGB frames, varied level set and difficulty"),
 }
 
 

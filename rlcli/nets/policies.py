@@ -107,7 +107,13 @@ def _mlp_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> A
     return MLPActorCritic(obs_space.shape, int(action_space.n), policy_cfg.hidden_sizes, policy_cfg.activation)
 
 
-POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory}
+def _cnn_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+    from rlcli.nets.cnn import cnn_policy_factory  # the module imports this one
+
+    return cnn_policy_factory(policy_cfg, obs_space, action_space)
+
+
+POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory, "cnn": _cnn_factory}
 
 
 def register_policy(name: str, factory: PolicyFactory) -> None:
