@@ -67,8 +67,17 @@ class DQN(Algorithm):
         self.num_envs = self.env.num_envs
         self.buffer = ReplayBuffer(max(1, hp.buffer_size // self.num_envs), self.num_envs, obs_space.shape,
                                    obs_space.dtype, device)
-        # uint8 observations are images, scaled by the network; others get running mean/std normalisation
-        self.obs_rms = RunningMeanStd(obs_space.shape) if hp.normalize_obs and obs_space.dtype != np.uint8 else None
+        # observation normalisation: uint8 images are scaled by the network; bounded boxes (MiniGrid's one-hot
+        # view) are mapped to [0, 1] by their bounds; unbounded ones (CartPole) use running mean and std
+        self.obs_rms: RunningMeanStd | None = None
+        self.obs_affine: tuple[torch.Tensor, torch.Tensor] | None = None
+        if hp.normalize_obs and obs_space.dtype != np.uint8:
+            low, high = np.asarray(obs_space.low, np.float64), np.asarray(obs_space.high, np.float64)
+            if np.all(np.isfinite(low) & np.isfinite(high)) and np.all(high - low < 1e3):
+                self.obs_affine = (torch.as_tensor(low, dtype=torch.float32, device=device),
+                                   torch.as_tensor(np.maximum(high - low, 1e-8), dtype=torch.float32, device=device))
+            else:
+                self.obs_rms = RunningMeanStd(obs_space.shape)
         self.rng = np.random.default_rng(seed)
         obs, _ = self.env.reset(seed=seed)
         self.obs = obs
@@ -94,7 +103,11 @@ class DQN(Algorithm):
         return hp.start_epsilon + frac * (hp.end_epsilon - hp.start_epsilon)
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.obs_rms.normalize(obs) if self.obs_rms is not None else obs
+        if self.obs_rms is not None:
+            return self.obs_rms.normalize(obs)
+        if self.obs_affine is not None:
+            return (obs.float() - self.obs_affine[0]) / self.obs_affine[1]
+        return obs
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -14,6 +14,7 @@ class RunningMeanStd:
         self.var = np.ones(shape, dtype=np.float64)
         self.count = 1e-4
         self.clip = clip
+        self._torch: tuple[torch.Tensor, torch.Tensor] | None = None  # (mean, std) cache, reset by update()
 
     def update(self, batch: np.ndarray) -> None:
         """``batch``: (N, *shape)."""
@@ -23,11 +24,14 @@ class RunningMeanStd:
         self.mean = self.mean + delta * n / total
         self.var = (self.var * self.count + b_var * n + delta**2 * self.count * n / total) / total
         self.count = total
+        self._torch = None
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(N, *shape) -> float32 (x - mean) / std, clipped to [-clip, clip]."""
-        mean = torch.as_tensor(self.mean, dtype=torch.float32, device=x.device)
-        std = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32, device=x.device)
+        if self._torch is None or self._torch[0].device != x.device:
+            self._torch = (torch.as_tensor(self.mean, dtype=torch.float32, device=x.device),
+                           torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32, device=x.device))
+        mean, std = self._torch
         return ((x.float() - mean) / std).clamp(-self.clip, self.clip)
 
     def state(self) -> dict[str, np.ndarray]:
@@ -37,3 +41,4 @@ class RunningMeanStd:
         self.mean = np.asarray(saved["mean"], dtype=np.float64).copy()
         self.var = np.asarray(saved["var"], dtype=np.float64).copy()
         self.count = float(np.asarray(saved["count"]))
+        self._torch = None

@@ -73,4 +73,4 @@ class QNetwork(nn.Module):
             raise ConfigError(f"dqn supports policy.name mlp or cnn, got '{policy_cfg.name}'")
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.reshape(obs.shape[0], -1) if self.flatten else obs)
+        return self.net(obs.reshape(obs.shape[0], -1).float() if self.flatten else obs)
