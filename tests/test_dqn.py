@@ -47,7 +47,7 @@ def test_n_step_returns_stop_at_episode_end_and_skip_bootstrap_after_termination
     b = buf.sample(4, _FixedStart([0, 1, 2, 3]), n_step=3, gamma=0.5)
     # t=0: 1 + .5*2 + .25*3, the episode ended at t=2 (terminated): no bootstrap
     # t=1: 2 + .5*3 (stops at the end), t=2: 3, t=3: 4 + .5*5 + .25*6, bootstrap from after t=5 with .5^3
-    assert b["returns"].tolist() == pytest.approx([2.75, 3.5, 3.0, 6.0])
+    assert b["returns"].tolist() == pytest.approx([2.75, 3.5, 3.0, 8.0])
     assert b["discounts"].tolist() == pytest.approx([0.0, 0.0, 0.0, 0.125])
     assert b["next_obs"][:, 0].tolist() == pytest.approx([2.5, 2.5, 2.5, 5.5])
     one = buf.sample(2, _FixedStart([0, 3]), n_step=1, gamma=0.5)
@@ -95,7 +95,7 @@ def test_double_dqn_target_uses_online_argmax_and_target_value():
             expected = 1 + 0.9 * algo.target(next_obs).gather(1, a_star[:, None]).squeeze(1)
             q = algo.q(obs)[:, 0]
         loss = algo.td_loss(batch)
-        assert float(loss) == pytest.approx(float(torch.nn.functional.smooth_l1_loss(q, expected)), rel=1e-5)
+        assert loss.item() == pytest.approx(float(torch.nn.functional.smooth_l1_loss(q, expected)), rel=1e-5)
     finally:
         algo.close()
 

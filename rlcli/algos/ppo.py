@@ -29,7 +29,6 @@ from rlcli.envs.variation import make_levels_env
 from rlcli.nets.policies import make_policy
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
 
-
 PROBE_SEED_OFFSET = 50_000  # GAS probe envs never share seeds with training or evaluation envs
 
 
