@@ -28,8 +28,9 @@ class DQNConfig:
     exploration_fraction: float = option(0.7, "Share of run.total_steps over which epsilon decays linearly.",
                                          min=0.0, max=1.0)
     double_dqn: bool = option(True, "Double DQN: the online network picks the next action, the target rates it.")
-    normalize_obs: bool = option(True, "Normalise observations by running mean and std (saved in checkpoints); "
-                                       "uint8 image observations are scaled to [0, 1] instead.")
+    normalize_obs: bool = option(True, "Normalise observations: running mean and std for unbounded boxes (saved "
+                                       "in checkpoints), bounds -> [0, 1] for bounded ones; uint8 images are "
+                                       "scaled to [0, 1] by the network either way.")
     max_grad_norm: float = option(10.0, "Global gradient-norm clip.", min=0.0)
     adam_eps: float = option(1e-8, "Adam epsilon.", min=0.0)
     steps_per_iteration: int = option(256, "Env steps per loop iteration (metrics are logged once per iteration).",
