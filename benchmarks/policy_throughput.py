@@ -7,6 +7,8 @@ extras a rollout would give (consistent-dropout masks, ...), a PPO-shaped loss (
     PYTHONPATH=. python benchmarks/policy_throughput.py                       # mlp vs vit-consistent-dropout
     PYTHONPATH=. python benchmarks/policy_throughput.py --policies vit-consistent-dropout --env cartpole \\
         --batches 1024 65536 --set policy.perceiver_dim=128 --threads 0 --device cpu
+    PYTHONPATH=. python benchmarks/policy_throughput.py --algo rnd --env atari:Pong \
+        --policies cnn vit-explorative --batches 256 2048             # the RND networks of issue 6
 """
 
 from __future__ import annotations
@@ -44,11 +46,15 @@ def measure(policy, obs_space, batch: int, repeats: int, device: torch.device) -
 def main() -> None:
     from rlcli.config.presets import resolve_config
     from rlcli.envs.registry import make_vec_env
+    from rlcli.nets.dual_value import make_dual_value_policy
     from rlcli.nets.policies import make_policy
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policies", nargs="+", default=["mlp", "vit-consistent-dropout"],
                         help="policy names (policy.name); the first is the reference of the ratio column")
+    parser.add_argument("--algo", default="ppo", choices=("ppo", "vapor", "rnd"),
+                        help="build the policies as this learner does (rnd: with an intrinsic value head; its "
+                             "cnn is the RND paper's CNN)")
     parser.add_argument("--env", default="cartpole", help="env whose observation/action spaces size the nets")
     parser.add_argument("--batches", nargs="+", type=int, default=[1024 * 2**i for i in range(7)],
                         help="batch sizes (default 1k, 2k, ..., 64k)")
@@ -65,11 +71,12 @@ def main() -> None:
     torch.manual_seed(0)
     policies = {}
     for name in args.policies:
-        cfg = resolve_config("ppo", env=args.env, overrides=[f"policy.name={name}", *args.overrides])
+        cfg = resolve_config(args.algo, env=args.env, overrides=[f"policy.name={name}", *args.overrides])
         env = make_vec_env(cfg.env, 0, num_envs=1)
         obs_space, action_space = env.single_observation_space, env.single_action_space
         env.close()
-        policy = make_policy(cfg.policy, obs_space, action_space).to(device).train()
+        build = make_dual_value_policy if args.algo == "rnd" else make_policy
+        policy = build(cfg.policy, obs_space, action_space).to(device).train()
         params = sum(p.numel() for p in policy.parameters())
         policies[name] = (policy, obs_space)
         print(f"{name}: {params:,} parameters")

@@ -8,6 +8,8 @@ ALGORITHMS: dict[str, str] = {
     "ppo": "rlcli.algos.ppo:PPO",
     "rnd": "rlcli.algos.rnd:RND",
     "vapor": "rlcli.algos.vapor:VAPOR",
+    "dqn": "rlcli.algos.dqn:DQN",
+    "es": "rlcli.algos.es:ES",
 }
 
 

@@ -3,6 +3,10 @@
 One iteration: collect ``ppo.num_steps`` x ``env.num_envs`` transitions, compute GAE, then run
 ``ppo.num_epochs`` passes of ``ppo.num_minibatches`` minibatches over them. The policy loss is pluggable:
 :meth:`PPO.policy_loss` is the clipped surrogate; VAPOR subclasses PPO and replaces only that method.
+
+With the ``gar`` technique the rollout comes from ``env.num_envs`` envs at each of ``gar.levels`` and every
+minibatch's gradient is the GAR combination of one gradient per level (rlcli.algos.gar). Without it, GAS is
+measured every ``gar.gas_every`` iterations on a separate probe rollout from those levels.
 """
 
 from __future__ import annotations
@@ -13,14 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlcli.algos.gar import gar_step, gas_of_losses, uses_gar
+from rlcli.config.learners import GARConfig
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.collector import RolloutCollector
 from rlcli.engine.gae import compute_gae
 from rlcli.engine.timing import PhaseTimer
 from rlcli.envs.registry import make_vec_env
+from rlcli.envs.variation import make_levels_env
 from rlcli.nets.policies import make_policy
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
+
+PROBE_SEED_OFFSET = 50_000  # GAS probe envs never share seeds with training or evaluation envs
 
 
 def make_optimizer(params, cfg: Config, learning_rate: float, eps: float) -> torch.optim.Optimizer:
@@ -37,13 +46,21 @@ class PPO(Algorithm):
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
         hp = cfg.ppo
-        self.env = make_vec_env(cfg.env, cfg.run.seed)
+        self.gar_cfg: GARConfig = cfg.sections.get("gar") or GARConfig()
+        self.gar = uses_gar(cfg)
+        self.env = (make_levels_env(cfg.env, self.gar_cfg.levels, cfg.run.seed) if self.gar
+                    else make_vec_env(cfg.env, cfg.run.seed))
         self.policy = make_policy(cfg.policy, self.env.single_observation_space,
                                   self.env.single_action_space).to(device)
         self.optimizer = make_optimizer(self.policy.parameters(), cfg, hp.learning_rate, hp.adam_eps)
         self.collector = RolloutCollector(self.env, self.policy, hp.num_steps, hp.gamma, device, cfg.run.seed)
         self.batch_size = hp.num_steps * self.env.num_envs
         self.minibatch_size = max(1, self.batch_size // hp.num_minibatches)
+        self.probe: RolloutCollector | None = None  # GAS without gar: one env per level, rollouts not counted
+        if not self.gar and self.gar_cfg.gas_every and len(self.gar_cfg.levels) >= 2:
+            probe_env = make_levels_env(cfg.env, self.gar_cfg.levels, cfg.run.seed + PROBE_SEED_OFFSET, 1)
+            self.probe = RolloutCollector(probe_env, self.policy, self.gar_cfg.gas_probe_steps, hp.gamma, device,
+                                          cfg.run.seed + PROBE_SEED_OFFSET)
         self.env_steps = 0
         self.iterations = 0
 
@@ -109,8 +126,33 @@ class PPO(Algorithm):
             y_pred, y_true = batch["values"], batch["returns"]
             var_y = y_true.var()
             stats["explained_variance"] = float(1 - (y_true - y_pred).var() / var_y) if var_y > 0 else float("nan")
+        if self.probe is not None and self.iterations % self.gar_cfg.gas_every == 0:
+            stats["gas"] = self.probe_gas(timer)
         stats["learning_rate"] = lr
         return IterationResult(stats, returns, lengths)
+
+    def level_batches(self, batch: dict[str, torch.Tensor], idx: torch.Tensor, env) -> list[dict[str, torch.Tensor]]:
+        """Split the rows ``idx`` of a flat (T * B) batch of ``env`` by variation level (empty levels dropped)."""
+        group = torch.as_tensor(env.group_of(np.arange(env.num_envs)), device=self.device)[idx % env.num_envs]
+        out = []
+        for g in range(len(env.levels)):
+            rows = idx[group == g]
+            if rows.numel():
+                out.append({k: v[rows] for k, v in batch.items()})
+        return out
+
+    def probe_gas(self, timer: PhaseTimer) -> float:
+        """GAS of the PPO loss on a fresh probe rollout at each of ``gar.levels`` (no parameter change)."""
+        hp = self.cfg.ppo
+        _, _, next_value = self.probe.collect(timer)
+        with timer.phase("learning"):
+            buf = self.probe.buffer
+            advantages, value_targets = compute_gae(buf["rewards"], buf["values"], buf["dones"], next_value,
+                                                    hp.gamma, hp.gae_lambda)
+            batch = buf.flat({"advantages": advantages, "returns": value_targets})
+            rows = torch.arange(buf.num_steps * buf.num_envs, device=self.device)
+            losses = [self.minibatch_loss(mb)[0] for mb in self.level_batches(batch, rows, self.probe.env)]
+            return gas_of_losses(losses, list(self.policy.parameters()))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         hp = self.cfg.ppo
@@ -118,12 +160,22 @@ class PPO(Algorithm):
         count = 0
         for _ in range(hp.num_epochs):
             perm = torch.randperm(self.batch_size, device=self.device)
-            shuffled = {k: v[perm] for k, v in batch.items()}  # one gather per epoch; minibatches are views
+            # one gather per epoch, minibatches are views (gar instead splits each minibatch by level)
+            shuffled = None if self.gar else {k: v[perm] for k, v in batch.items()}
             for start in range(0, self.batch_size, self.minibatch_size):
-                mb = {k: v[start:start + self.minibatch_size] for k, v in shuffled.items()}
-                loss, stats = self.minibatch_loss(mb)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if self.gar:
+                    idx = perm[start:start + self.minibatch_size]
+                    per_level = [self.minibatch_loss(mb) for mb in self.level_batches(batch, idx, self.env)]
+                    stats = {k: sum(s[k] for _, s in per_level) / len(per_level) for k in per_level[0][1]}
+                    if len(per_level) >= 2:
+                        stats.update(gar_step([loss for loss, _ in per_level], list(self.policy.parameters())))
+                    else:  # a tiny minibatch drew from one level only: its gradient is the update
+                        per_level[0][0].backward()
+                else:
+                    mb = {k: v[start:start + self.minibatch_size] for k, v in shuffled.items()}
+                    loss, stats = self.minibatch_loss(mb)
+                    loss.backward()
                 nn.utils.clip_grad_norm_(self.policy.parameters(), hp.max_grad_norm)
                 self.optimizer.step()
                 for k, v in stats.items():
@@ -145,6 +197,8 @@ class PPO(Algorithm):
         opt_state, opt_groups = optimizer_to_tree(self.optimizer)
         tensors = {"model": self.policy.state_dict(), "optimizer": opt_state, "rng": rng_state(),
                    "collector": self.collector.state()}
+        if self.probe is not None:
+            tensors["gas_probe"] = self.probe.state()
         return tensors, {"optimizer_param_groups": opt_groups,
                          "counters": {"env_steps": self.env_steps, "iterations": self.iterations}}
 
@@ -157,7 +211,11 @@ class PPO(Algorithm):
         counters = ckpt.documents["counters"]
         self.env_steps, self.iterations = counters["env_steps"], counters["iterations"]
         self.collector.load_state(ckpt.tensors("collector"), reseed=self.cfg.run.seed + self.env_steps)
+        if self.probe is not None and ckpt.has("gas_probe"):
+            self.probe.load_state(ckpt.tensors("gas_probe"), reseed=self.cfg.run.seed + PROBE_SEED_OFFSET)
         load_rng_state(ckpt.tensors("rng"))
 
     def close(self) -> None:
         self.env.close()
+        if self.probe is not None:
+            self.probe.env.close()

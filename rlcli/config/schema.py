@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcli.config.fields import ConfigError, check_range, close_match, coerce, option, type_name
+from rlcli.config.learners import DQNConfig, ESConfig, GARConfig, check_es, check_gar
 
 
 @dataclass
@@ -139,16 +140,21 @@ class VaporConfig:
 
 COMMON_SECTIONS: dict[str, type] = {"run": RunConfig, "env": EnvConfig, "policy": PolicyConfig}
 ALGO_SECTIONS: dict[str, dict[str, type]] = {}
+ALGO_CHECKS: dict[str, Any] = {}  # algo -> check(cfg) raising ConfigError for combinations it cannot run
 
 
-def register_algo(algo: str, sections: dict[str, type]) -> None:
-    """Declare which config sections (beyond run/env/policy) an algorithm uses."""
+def register_algo(algo: str, sections: dict[str, type], check: Any = None) -> None:
+    """Declare which config sections (beyond run/env/policy) an algorithm uses, and an optional check."""
     ALGO_SECTIONS[algo] = sections
+    if check is not None:
+        ALGO_CHECKS[algo] = check
 
 
-register_algo("ppo", {"ppo": PPOConfig})
+register_algo("ppo", {"ppo": PPOConfig, "gar": GARConfig}, check_gar)
+register_algo("vapor", {"ppo": PPOConfig, "gar": GARConfig, "vapor": VaporConfig}, check_gar)
+register_algo("dqn", {"dqn": DQNConfig, "gar": GARConfig}, check_gar)
+register_algo("es", {"es": ESConfig}, check_es)
 register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig})
-register_algo("vapor", {"ppo": PPOConfig, "vapor": VaporConfig})
 
 
 def known_algos() -> list[str]:
@@ -230,7 +236,10 @@ def build_config(algo: str, layers: list[dict[str, Any]]) -> Config:
             if not isinstance(values, dict):
                 raise ConfigError(f"'{name}' must be a table of keys, got {values!r}")
             merged[name].update(values)
-    return Config(algo, {name: build_section(cls, merged[name], name) for name, cls in types_.items()})
+    cfg = Config(algo, {name: build_section(cls, merged[name], name) for name, cls in types_.items()})
+    if algo in ALGO_CHECKS:
+        ALGO_CHECKS[algo](cfg)
+    return cfg
 
 
 def describe_options(algo: str) -> list[tuple[str, str, str, str]]:

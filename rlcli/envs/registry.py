@@ -63,12 +63,40 @@ def _mario_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env
     return make_mario_env(env_cfg, seed, render_mode)
 
 
+def _minigrid_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    from rlcli.envs.minigrid import make_minigrid_vec
+
+    return make_minigrid_vec(env_cfg.variation_level, num_envs, env_cfg.max_episode_steps)
+
+
+def _minigrid_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    from rlcli.envs.minigrid import make_minigrid
+
+    return make_minigrid(env_cfg.variation_level, render_mode, env_cfg.max_episode_steps)
+
+
+def _starpilot_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    from rlcli.envs.procgen import StarpilotVectorEnv
+
+    return StarpilotVectorEnv(num_envs, env_cfg.variation_level, seed, env_cfg.max_episode_steps)
+
+
+def _starpilot_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    from rlcli.envs.procgen import make_starpilot
+
+    return make_starpilot(env_cfg.variation_level, seed, render_mode, env_cfg.max_episode_steps)
+
+
 ENVS: dict[str, EnvEntry] = {
     "cartpole": EnvEntry(_cartpole_vec, _cartpole_single, "rlcli", "CartPole-v1 with varied dynamics"),
     "atari": EnvEntry(_atari_vec, _atari_single, "rlcli[atari]",
                       "Atari 2600 (atari:MontezumaRevenge, atari:Pong, ...), ale-py or envpool"),
     "mario": EnvEntry(_mario_vec, _mario_single, "rlcli[mario]",
                       "Super Mario Bros (mario, or mario:SuperMarioBros-1-1-v0), gym-super-mario-bros 7.4"),
+    "minigrid": EnvEntry(_minigrid_vec, _minigrid_single, "rlcli[minigrid]",
+                         "MiniGrid Dynamic-Obstacles with varied layout (size 6-12, 2-8 balls)"),
+    "starpilot": EnvEntry(_starpilot_vec, _starpilot_single, "rlcli[procgen]",
+                          "Procgen Starpilot, 4 stacked 64x64 RGB frames, varied level set and difficulty"),
 }
 
 

@@ -13,7 +13,6 @@ from torch import nn
 from rlcli.config.fields import ConfigError
 from rlcli.nets.dual_value import DualValueActorCritic
 from rlcli.nets.mlp import layer_init
-from rlcli.nets.policies import register_policy
 
 
 class RNDCNNActorCritic(DualValueActorCritic):
@@ -41,10 +40,8 @@ class RNDCNNActorCritic(DualValueActorCritic):
                 self.critic_int(features).squeeze(-1))
 
 
-def _factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> RNDCNNActorCritic:
+def make_rnd_cnn(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> RNDCNNActorCritic:
     if len(obs_space.shape) != 3:
         raise ConfigError(f"policy 'cnn' needs image observations (C, H, W), got shape {obs_space.shape}")
     return RNDCNNActorCritic(obs_space.shape, int(action_space.n))
 
-
-register_policy("cnn", _factory)

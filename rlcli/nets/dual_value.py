@@ -54,7 +54,12 @@ class DualMLPActorCritic(DualValueActorCritic):
 
 
 def make_dual_value_policy(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> DualValueActorCritic:
-    """The policy ``policy_cfg.name`` with an intrinsic value head (``mlp`` becomes :class:`DualMLPActorCritic`)."""
+    """The policy ``policy_cfg.name`` with an intrinsic value head: ``mlp`` becomes :class:`DualMLPActorCritic`,
+    ``cnn`` the RND paper's CNN (rlcli.nets.cnn_rnd), others must be dual-value policies already."""
+    if policy_cfg.name == "cnn":
+        from rlcli.nets.cnn_rnd import make_rnd_cnn
+
+        return make_rnd_cnn(policy_cfg, obs_space, action_space)
     if policy_cfg.name == "mlp":
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ConfigError(f"policy 'mlp' needs a discrete action space, got {action_space}")

@@ -138,8 +138,15 @@ def _mlp_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> A
     return MLPActorCritic(obs_space.shape, int(action_space.n), policy_cfg.hidden_sizes, policy_cfg.activation)
 
 
-POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory}
-POLICY_MODULES: list[str] = ["rlcli.nets.cnn_rnd", "rlcli.nets.vit_explorative", "rlcli.nets.vit_consistent_dropout"]
+def _cnn_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+    from rlcli.nets.cnn import cnn_policy_factory  # the module imports this one
+
+    return cnn_policy_factory(policy_cfg, obs_space, action_space)
+
+
+POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory, "cnn": _cnn_factory}
+# modules that register more policies when imported (imported by make_policy, so torch loads only when used)
+POLICY_MODULES: list[str] = ["rlcli.nets.vit_explorative", "rlcli.nets.vit_consistent_dropout"]
 
 
 def register_policy(name: str, factory: PolicyFactory) -> None:
