@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.func import functional_call, vmap
 
 from rlcli.algos.ppo import make_optimizer
@@ -26,6 +27,7 @@ from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.timing import PhaseTimer
 from rlcli.envs.registry import make_vec_env
+from rlcli.nets.mlp import flat_dim, mlp, obs_to_float
 from rlcli.nets.policies import make_policy
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
 
@@ -39,6 +41,25 @@ def centered_ranks(x: np.ndarray) -> np.ndarray:
     return ranks / (len(x) - 1) - 0.5
 
 
+class ActorMLP(nn.Module):
+    """The actor half of the ``mlp`` policy, alone: ES evolves a policy and has no use for a critic (the
+    stacked actor-critic MLP would put the critic's weights in the search space)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes: list[int], activation: str):
+        super().__init__()
+        self.actor = mlp(flat_dim(obs_shape), hidden_sizes, n_actions, activation, out_gain=0.01)
+
+    def forward(self, obs: torch.Tensor, extras=None) -> tuple[torch.Tensor, None]:
+        return self.actor(obs_to_float(obs)), None  # logits (B, A), no value
+
+
+def make_es_policy(policy_cfg, obs_space, action_space) -> nn.Module:
+    """``mlp`` -> :class:`ActorMLP`; other policies (``cnn``) as registered, their critic left unused."""
+    if policy_cfg.name == "mlp":
+        return ActorMLP(obs_space.shape, int(action_space.n), policy_cfg.hidden_sizes, policy_cfg.activation)
+    return make_policy(policy_cfg, obs_space, action_space)
+
+
 class ES(Algorithm):
     section = "es"
 
@@ -48,8 +69,8 @@ class ES(Algorithm):
         self.half = hp.population_size // 2
         self.episodes = hp.episodes_per_member
         self.env = make_vec_env(cfg.env, cfg.run.seed, num_envs=hp.population_size * self.episodes)
-        self.policy = make_policy(cfg.policy, self.env.single_observation_space,
-                                  self.env.single_action_space).to(device)
+        self.policy = make_es_policy(cfg.policy, self.env.single_observation_space,
+                                     self.env.single_action_space).to(device)
         self.names = [n for n, _ in self.policy.named_parameters() if not n.startswith("critic")]
         params = dict(self.policy.named_parameters())
         self.shapes = [params[n].shape for n in self.names]
