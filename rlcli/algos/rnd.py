@@ -96,6 +96,7 @@ class RND(PPO):
         self.int_return_filter = DiscountedReturnFilter(self.env.num_envs, rp.int_gamma, device)
         self.rooms: set[int] = set()
         self.warmed_up = rp.warmup_steps == 0
+        self.gar, self.probe = False, None  # PPO's gar technique and GAS probe are not used with RND
         self.env_steps = 0
         self.iterations = 0
 

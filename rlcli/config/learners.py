@@ -69,3 +69,10 @@ def check_es(cfg) -> None:
 def check_gar(cfg) -> None:
     if "gar" in cfg.run.technique.split("+") and len(cfg.gar.levels) < 2:
         raise ConfigError(f"gar needs at least two variation levels, got gar.levels = {cfg.gar.levels}")
+
+
+def check_no_gar(cfg) -> None:
+    """Learners that do not implement gradient agreement refuse it rather than silently ignore it."""
+    if "gar" in cfg.run.technique.split("+"):
+        raise ConfigError(f"technique '{cfg.run.technique}' is not implemented for {cfg.algo} (ppo, vapor and dqn "
+                          "have it); use --technique baseline or reg")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcli.config.fields import ConfigError, check_range, close_match, coerce, option, type_name
-from rlcli.config.learners import DQNConfig, ESConfig, GARConfig, check_es, check_gar
+from rlcli.config.learners import DQNConfig, ESConfig, GARConfig, check_es, check_gar, check_no_gar
 
 
 @dataclass
@@ -154,7 +154,7 @@ register_algo("ppo", {"ppo": PPOConfig, "gar": GARConfig}, check_gar)
 register_algo("vapor", {"ppo": PPOConfig, "gar": GARConfig, "vapor": VaporConfig}, check_gar)
 register_algo("dqn", {"dqn": DQNConfig, "gar": GARConfig}, check_gar)
 register_algo("es", {"es": ESConfig}, check_es)
-register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig})
+register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig}, check_no_gar)
 
 
 def known_algos() -> list[str]:
