@@ -8,8 +8,15 @@ forward. ``variation_level`` v in [0, 1] sets the layout: grid size ``6 + round(
 
 Observation (float32, shape (249,)): the agent's egocentric 7x7 view one-hot encoded over the five cell
 kinds this task has (unseen, empty, wall, ball, goal), 245 values, then its compass direction one-hot (4).
-The raw encoding's integer ids (goal = 8, ball = 6, wall = 2) put unrelated objects on one scale, which a
-value network has to untangle; one-hot cells give each kind its own input.
+
+Why the seed's DQN failed here (-0.09), and what fixed it. A uniformly random policy crashes in 99.2% of
+episodes and reaches the goal in 0.8% (benchmarks/minigrid_dqn.py), so early epsilon-greedy data mostly
+teaches "moving is lethal" and a learner that cannot tell the safe cells apart settles on turning in place
+(return 0 at the 100-step limit; a few crashes make the seed's -0.09). With the seed's observation (the 49
+object ids of the view divided by 10, no direction) DQN ends exactly there: greedy return 0.00 after 200k
+steps. With this one-hot view plus compass, the same DQN reaches 0.7 (1-step) and 0.9 (5-step returns, the
+preset) in 200k steps: the kind of the cell in front, which decides whether "forward" crashes, is one input
+of its own instead of a value on a shared scale (empty 0.1, wall 0.2, ball 0.6, goal 0.8).
 """
 
 from __future__ import annotations
