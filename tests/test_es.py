@@ -30,16 +30,17 @@ def test_population_members_act_with_their_own_parameters():
     cfg = rlcli.resolve_config("es", env="cartpole", overrides=["es.population_size=4"])
     algo = build_algorithm(cfg)
     try:
-        center = algo.center.detach()
-        # member 0: the centre; member 1: a copy whose last-layer bias forces action 1; 2, 3: force action 0
-        thetas = center.repeat(4, 1)
-        bias = algo.unflatten(thetas)["actor.4.bias"]  # a view into thetas
-        bias[1] = torch.tensor([-1e3, 1e3])
-        bias[2] = bias[3] = torch.tensor([1e3, -1e3])
+        torch.manual_seed(1)
+        thetas = algo.center.detach() + torch.randn(4, algo.center.numel())  # four different members
+        obs = torch.randn(4, 3, 4)  # 3 observations per member
+        batched = algo.member_logits(thetas, obs)
+        for m in range(4):  # the same as loading member m's parameters into the policy and calling it
+            torch.nn.utils.vector_to_parameters(thetas[m], algo.policy.parameters())
+            with torch.no_grad():
+                assert torch.allclose(batched[m], algo.policy(obs[m])[0], atol=1e-5)
+        assert not torch.allclose(batched[0], batched[1])
         fitness, returns, lengths = algo.evaluate_population(thetas, PhaseTimer())
-        # always pushing one way ends a CartPole episode within a few dozen steps
-        assert lengths[1] < 60 and lengths[2] < 60 and fitness.shape == (4,)
-        assert algo.env_steps == int(lengths.sum())
+        assert fitness.shape == (4,) and algo.env_steps == int(lengths.sum())
     finally:
         algo.close()
 
@@ -61,8 +62,8 @@ def test_es_gradient_is_antithetic_rank_weighted_noise():
         moved = torch.sign(after - before)
         nonzero = grad.abs() > 1e-6
         assert torch.equal(moved[nonzero], torch.sign(grad[nonzero]))
-        assert torch.allclose(dict(algo.policy.named_parameters())["actor.0.weight"].reshape(-1),
-                              after[:dict(algo.policy.named_parameters())["actor.0.weight"].numel()])
+        # the policy that acts (and is checkpointed) holds the new centre
+        assert torch.equal(torch.nn.utils.parameters_to_vector(algo.policy.parameters()), after)
     finally:
         algo.close()
 

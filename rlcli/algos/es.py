@@ -7,9 +7,9 @@ parameters through ``torch.func.vmap``), turn the returns into centred ranks in 
 
     grad = sum_j (rank(theta + sigma eps_j) - rank(theta - sigma eps_j)) eps_j / (population_size * sigma)
 
-which Adam follows (ascent; AdamW with weight decay 1e-4 under the ``reg`` technique). Only the actor's
-parameters evolve; the policy's critic (if any) is unused. ES has no gradients, so ``gar`` is refused at
-config time and no GAS is logged.
+which Adam follows (ascent; AdamW with weight decay 1e-4 under the ``reg`` technique). Every parameter of
+the policy evolves, whatever its layout; a critic head, if the policy has one, never affects the actions.
+ES has no gradients, so ``gar`` is refused at config time and no GAS is logged.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.func import functional_call, vmap
 
 from rlcli.algos.ppo import make_optimizer
@@ -27,7 +26,6 @@ from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.timing import PhaseTimer
 from rlcli.envs.registry import make_vec_env
-from rlcli.nets.mlp import flat_dim, mlp, obs_to_float
 from rlcli.nets.policies import make_policy
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
 
@@ -41,25 +39,6 @@ def centered_ranks(x: np.ndarray) -> np.ndarray:
     return ranks / (len(x) - 1) - 0.5
 
 
-class ActorMLP(nn.Module):
-    """The actor half of the ``mlp`` policy, alone: ES evolves a policy and has no use for a critic (the
-    stacked actor-critic MLP would put the critic's weights in the search space)."""
-
-    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes: list[int], activation: str):
-        super().__init__()
-        self.actor = mlp(flat_dim(obs_shape), hidden_sizes, n_actions, activation, out_gain=0.01)
-
-    def forward(self, obs: torch.Tensor, extras=None) -> tuple[torch.Tensor, None]:
-        return self.actor(obs_to_float(obs)), None  # logits (B, A), no value
-
-
-def make_es_policy(policy_cfg, obs_space, action_space) -> nn.Module:
-    """``mlp`` -> :class:`ActorMLP`; other policies (``cnn``) as registered, their critic left unused."""
-    if policy_cfg.name == "mlp":
-        return ActorMLP(obs_space.shape, int(action_space.n), policy_cfg.hidden_sizes, policy_cfg.activation)
-    return make_policy(policy_cfg, obs_space, action_space)
-
-
 class ES(Algorithm):
     section = "es"
 
@@ -69,9 +48,9 @@ class ES(Algorithm):
         self.half = hp.population_size // 2
         self.episodes = hp.episodes_per_member
         self.env = make_vec_env(cfg.env, cfg.run.seed, num_envs=hp.population_size * self.episodes)
-        self.policy = make_es_policy(cfg.policy, self.env.single_observation_space,
-                                     self.env.single_action_space).to(device)
-        self.names = [n for n, _ in self.policy.named_parameters() if not n.startswith("critic")]
+        self.policy = make_policy(cfg.policy, self.env.single_observation_space,
+                                  self.env.single_action_space).to(device)
+        self.names = [n for n, _ in self.policy.named_parameters()]
         params = dict(self.policy.named_parameters())
         self.shapes = [params[n].shape for n in self.names]
         self.center = torch.nn.Parameter(torch.cat([params[n].detach().reshape(-1) for n in self.names]))
@@ -99,16 +78,18 @@ class ES(Algorithm):
                 params[name].copy_(value)
 
     # -- one generation -----------------------------------------------------------------------------------
+    def member_logits(self, thetas: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Action logits (M, K, A) of member m's parameters ``thetas[m]`` (M, P) on its observations obs[m] (M, K, ...)."""
+
+        def logits(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.policy, p, (x,))[0]
+
+        return vmap(logits)(self.unflatten(thetas), obs)
+
     def evaluate_population(self, thetas: torch.Tensor,
                             timer: PhaseTimer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Play one episode per env: (mean return of each member (M,), every episode's return and length)."""
         members, per = thetas.shape[0], self.episodes
-        params = self.unflatten(thetas)
-
-        def member_logits(p: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.policy, p, (obs,))[0]
-
-        batched = vmap(member_logits)
         obs, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
         returns = np.zeros(members * per)
         lengths = np.zeros(members * per, dtype=np.int64)
@@ -116,7 +97,7 @@ class ES(Algorithm):
         for _ in range(MAX_EPISODE_STEPS):
             with timer.phase("inference"), torch.no_grad():
                 x = torch.as_tensor(obs, device=self.device)
-                logits = batched(params, x.reshape(members, per, *x.shape[1:]))
+                logits = self.member_logits(thetas, x.reshape(members, per, *x.shape[1:]))
                 actions = logits.argmax(-1).reshape(-1).cpu().numpy()
             with timer.phase("env"):
                 obs, reward, terminated, truncated, _ = self.env.step(actions)
