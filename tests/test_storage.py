@@ -77,3 +77,28 @@ def test_corrupt_metrics_file_is_a_clear_error(tmp_path):
     with pytest.raises(CorruptFileError, match="metrics.h5"):
         MetricsWriter(path, truncate_after_step=0)
     assert path.read_bytes() == b"not hdf5 at all"
+
+
+def test_metrics_reader_never_blocks_the_writer(tmp_path):
+    import time
+
+    path = tmp_path / "metrics.h5"
+    w = MetricsWriter(path)
+    w.log(1, loss=1.0)
+    w.flush()
+    assert read_metrics(path)["loss"].shape == (1, 2)
+    # another process reading with HDF5's default lock (a notebook's h5py.File) only delays the next write
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); "
+                               "print('open', flush=True); time.sleep(1.0)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "open"
+    w.log(2, loss=2.0)
+    start = time.monotonic()
+    w.flush()
+    waited = time.monotonic() - start
+    holder.wait(timeout=30)
+    assert waited >= 0.3
+    assert read_metrics(path)["loss"][:, 0].tolist() == [1, 2]

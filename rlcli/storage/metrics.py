@@ -6,6 +6,7 @@ opening and closing the file each time so that other processes can read it while
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,9 +37,23 @@ class MetricsWriter:
         for name, value in values.items():
             self._rows[name].append((float(step), float(value)))
 
-    def flush(self) -> None:
+    def flush(self, wait: float = 10.0) -> None:
+        """Append the buffered rows. A reader holding the file with HDF5's lock (h5py's default) makes the
+        write wait, up to ``wait`` seconds, rather than fail the run."""
         if not self._rows:
             return
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self._append()
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BlockingIOError(f"'{self.path}' stayed locked by another process for {wait:.0f} s") from None
+                time.sleep(0.05)
+        self._rows.clear()
+
+    def _append(self) -> None:
         with h5py.File(self.path, "a") as f:
             for name, rows in self._rows.items():
                 data = np.asarray(rows, dtype=np.float64)
@@ -51,7 +66,6 @@ class MetricsWriter:
                 n = ds.shape[0]
                 ds.resize((n + len(data), 2))
                 ds[n:] = data
-        self._rows.clear()
 
 
 def read_metrics(path: Path | str) -> dict[str, np.ndarray]:
@@ -60,7 +74,8 @@ def read_metrics(path: Path | str) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
     try:
-        with h5py.File(path, "r") as f:
+        # no HDF5 file lock: reading (rlcli report, a notebook) must never block the training run's writes
+        with h5py.File(path, "r", locking=False) as f:
             return {name: f[name][()] for name in f.keys()}
     except (OSError, KeyError) as e:
         raise CorruptFileError(path, str(e).splitlines()[0] if str(e) else "unreadable") from None
