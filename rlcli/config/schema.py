@@ -42,6 +42,8 @@ class EnvConfig:
     variation_level: float = option(0.0, "How far the environment is varied from its default, 0 to 1.",
                                     min=0.0, max=1.0)
     max_episode_steps: int = option(0, "Episode time limit (0 = the environment's own).", min=0)
+    terminate_on_goal: bool = option(True, "DarkRoom: reaching the goal ends the episode (the seed's variant); "
+                                           "false = reward on every step on the goal (the AD paper's).")
 
 
 @dataclass
