@@ -17,6 +17,8 @@ _LAZY = {
     "evaluate": "rlcli.evaluation.evaluate:evaluate",
     "report": "rlcli.report.runs:report",
     "profile": "rlcli.engine.profile:profile",
+    "collect": "rlcli.algos.collect:collect",
+    "distill": "rlcli.algos.ad:distill",
 }
 
 

@@ -83,6 +83,16 @@ def register_algo(algo: str, sections: dict[str, type]) -> None:
 register_algo("ppo", {"ppo": PPOConfig})
 
 
+def _register_ad() -> None:
+    from rlcli.config.ad import A2CConfig, ADConfig, CollectConfig
+
+    # Algorithm Distillation: `rlcli collect` reads collect + a2c, `rlcli distill` reads ad
+    register_algo("ad", {"collect": CollectConfig, "a2c": A2CConfig, "ad": ADConfig})
+
+
+_register_ad()
+
+
 def known_algos() -> list[str]:
     return sorted(ALGO_SECTIONS)
 
