@@ -6,6 +6,7 @@ import importlib
 
 ALGORITHMS: dict[str, str] = {
     "ppo": "rlcli.algos.ppo:PPO",
+    "ad": "rlcli.algos.ad:AD",
 }
 
 

@@ -15,9 +15,21 @@ def eval_command(
     video: str = typer.Option(None, "--video", help="Record one episode to FILE.gif or FILE.mp4."),
     checkpoint: str = typer.Option("last", "--checkpoint", help="Which checkpoint of a run folder: last or best."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Change the eval env, e.g. --set env.variation_level=0.5."),
+    tasks: str = typer.Option("test", "--tasks", help="AD runs: evaluate in context on the test, train or all tasks."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="AD runs: in-context runs per task."),
+    gifs: int = typer.Option(4, "--gifs", min=0, help="AD runs: path GIFs for this many tasks."),
 ) -> None:
-    """Evaluate a saved policy (deterministic by default)."""
+    """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context."""
     import rlcli
+    from rlcli.evaluation.ad_eval import is_ad_checkpoint
+
+    if is_ad_checkpoint(run, checkpoint):
+        from rlcli.cli.ad_display import print_ad_eval
+        from rlcli.evaluation.ad_eval import evaluate_ad
+
+        print_ad_eval(evaluate_ad(run, tasks=tasks, episodes=episodes, repeats=repeats, gifs=gifs,
+                                  checkpoint=checkpoint))
+        return
 
     result = rlcli.evaluate(run, episodes=episodes, deterministic=not stochastic, video=video,
                             checkpoint=checkpoint, overrides=overrides)

@@ -182,6 +182,7 @@ class HistoryReader:
             self.test_tasks = f["tasks/test"][()].tolist()
             groups = f["histories"]
             self._groups = [groups[history_name(i)] for i in range(len(groups))]
+            self._datasets = [{name: g[name] for name in FIELDS} for g in self._groups]  # cached handles
             self.histories = [HistoryInfo(i, int(g.attrs["task"]), str(g.attrs["split"]), int(g.attrs["agent"]),
                                           int(g["obs"].shape[0])) for i, g in enumerate(self._groups)]
         except CorruptFileError:
@@ -204,24 +205,21 @@ class HistoryReader:
 
     def window(self, index: int, start: int, length: int) -> dict[str, np.ndarray]:
         """Transitions [start, start + length) of history ``index``: each field as a (length,) array."""
-        g = self._groups[index]
-        return {name: g[name][start:start + length] for name in FIELDS}
+        return {name: ds[start:start + length] for name, ds in self._datasets[index].items()}
 
     def windows(self, picks: list[tuple[int, int]], length: int) -> dict[str, np.ndarray]:
         """Stacked windows ``[(history index, start), ...]`` -> each field as an (N, length) array."""
         out = {name: np.empty((len(picks), length), dtype=dtype) for name, dtype in FIELDS.items()}
         for row, (index, start) in enumerate(picks):
-            g = self._groups[index]
-            if start < 0 or start + length > g["obs"].shape[0]:
+            if start < 0 or start + length > self.histories[index].length:
                 raise IndexError(f"window [{start}, {start + length}) is outside history {index}")
-            for name in FIELDS:
-                g[name].read_direct(out[name], np.s_[start:start + length], np.s_[row, :])
+            for name, ds in self._datasets[index].items():
+                ds.read_direct(out[name], np.s_[start:start + length], np.s_[row, :])
         return out
 
     def read(self, index: int) -> dict[str, np.ndarray]:
         """A whole history (for baselines and plots; training reads windows)."""
-        g = self._groups[index]
-        return {name: g[name][()] for name in FIELDS}
+        return {name: ds[()] for name, ds in self._datasets[index].items()}
 
     def curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(steps (K,), returns (A, K), agent tasks (A,), agent splits (A,) as str)."""
