@@ -71,7 +71,7 @@ class BatchedA2C:
         """One A2C step per agent from a rollout; all inputs (T, N, B) except ``next_obs`` (N, B).
 
         ``final_values`` holds V(final observation) where ``truncated`` (bootstrapped), anything elsewhere.
-        Returns mean losses over agents.
+        Returns the mean losses over agents as 0-d tensors (no device sync).
         """
         hp = self.hp
         steps = obs.shape[0]
@@ -98,8 +98,8 @@ class BatchedA2C:
         loss.sum().backward()
         grad_norm = self._clip_per_agent(hp.max_grad_norm)
         self.optimizer.step()
-        return {"policy_loss": float(policy_loss.mean()), "value_loss": float(value_loss.mean()),
-                "entropy": float(entropy.mean()), "grad_norm": float(grad_norm.mean())}
+        return {"policy_loss": policy_loss.detach().mean(), "value_loss": value_loss.detach().mean(),
+                "entropy": entropy.detach().mean(), "grad_norm": grad_norm.mean()}
 
     @torch.no_grad()
     def _clip_per_agent(self, max_norm: float) -> torch.Tensor:
