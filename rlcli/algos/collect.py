@@ -16,9 +16,9 @@ collection ends with exactly the file an uninterrupted one writes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
