@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from rlcli.algos.ad import cosine_lr
+from rlcli.envs.darkroom import task_goal
 from rlcli.nets.ad_transformer import ADModelConfig, ADTransformer
 
 ROOT = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machine is shared
 
 
 def _model(positions="time_step", context_len=5):
@@ -65,6 +68,10 @@ def test_in_context_rollout_with_both_position_kinds():
         assert ((r.lengths >= 1) & (r.lengths <= 20)).all()
         assert r.dones.sum(1).min() >= 3  # every row finished its 3 episodes
         assert (r.returns == (r.lengths < 20)).all()  # seed variant: success <=> ended before the limit
+        for row, task in enumerate([0, 31, 79]):  # the recorded path ends on the goal exactly when it succeeded
+            row_goal = task_goal(task)
+            ends = np.flatnonzero(r.dones[row])[:3]
+            assert ((r.cells[row, ends] == row_goal[0] * 9 + row_goal[1]) == (r.returns[row] == 1)).all()
 
 
 def test_cosine_schedule():

@@ -10,6 +10,8 @@ from rlcli.envs.darkroom import DarkRoomBatch, DarkRoomEnv, DarkRoomVectorEnv, n
 STAY, UP, RIGHT, DOWN, LEFT = range(5)
 CENTRE = 4 * 9 + 4
 
+torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machine is shared
+
 
 def test_tasks_cover_every_cell_but_the_centre():
     goals = [task_goal(k) for k in range(num_tasks())]

@@ -6,10 +6,13 @@ import signal
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from rlcli.algos.ad import WindowSampler
 from rlcli.storage.errors import CorruptFileError
 from rlcli.storage.histories import FIELDS, HistoryReader, HistorySpec, HistoryWriter, episode_returns
+
+torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machine is shared
 
 
 def _random_chunk(rng, h, t):

@@ -25,7 +25,7 @@ class InContextRollout:
     tasks: list[int]  # (B,) task of each row
     returns: np.ndarray  # (B, E) return of each of the first E episodes
     lengths: np.ndarray  # (B, E)
-    cells: np.ndarray  # (B, steps + 1) the agent's cell at every step (for path GIFs)
+    cells: np.ndarray  # (B, steps) the agent's cell after every step, before any reset (for path GIFs)
     dones: np.ndarray  # (B, steps) the episode ended with this step
 
 
@@ -45,9 +45,8 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     cache = model.new_cache() if model.cfg.positions == "time_step" else None
     hist = {name: torch.zeros(b, max_steps, dtype=torch.long, device=device)
             for name in ("states", "actions", "rewards", "time_steps")}
-    cells = torch.zeros(b, max_steps + 1, dtype=torch.long, device=device)
+    cells = torch.zeros(b, max_steps, dtype=torch.long, device=device)
     dones = torch.zeros(b, max_steps, dtype=torch.bool, device=device)
-    cells[:, 0] = obs
     returns = torch.zeros(b, episodes, device=device)
     lengths = torch.zeros(b, episodes, dtype=torch.long, device=device)
     finished = torch.zeros(b, dtype=torch.long, device=device)  # episodes completed per row
@@ -79,12 +78,12 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
         finished += done.long()
         ep_ret *= ~done
         ep_len *= ~done
-        cells[:, steps + 1] = torch.where(done, final_obs, obs)
+        cells[:, steps] = final_obs
         dones[:, steps] = done
         steps += 1
     model.train(was_training)
     return InContextRollout(list(tasks), returns.cpu().numpy(), lengths.cpu().numpy(),
-                            cells[:, :steps + 1].cpu().numpy(), dones[:, :steps].cpu().numpy())
+                            cells[:, :steps].cpu().numpy(), dones[:, :steps].cpu().numpy())
 
 
 def path_gif(rollout: InContextRollout, row: int, path: Path, env_params: dict,
@@ -94,6 +93,7 @@ def path_gif(rollout: InContextRollout, row: int, path: Path, env_params: dict,
     from rlcli.evaluation.video import write_video
 
     size = env_params["size"]
+    centre = (size // 2, size // 2)
     goal = task_goal(rollout.tasks[row], size)
     ends = np.flatnonzero(rollout.dones[row])
     starts = np.concatenate([[0], ends[:-1] + 1])
@@ -101,8 +101,8 @@ def path_gif(rollout: InContextRollout, row: int, path: Path, env_params: dict,
     frames = []
     for e in sorted({e % n for e in episodes}) if n else []:
         trail: list[tuple[int, int]] = []
-        for step in range(starts[e], ends[e] + 2):  # cells[step] is the cell before action `step`
-            rc = divmod(int(rollout.cells[row, step]), size)
+        path = [centre] + [divmod(int(c), size) for c in rollout.cells[row, starts[e]:ends[e] + 1]]
+        for rc in path:
             trail.append(rc)
             frame = render_room(rc, goal, size, trail=trail[:-1])
             bar = np.zeros((6, frame.shape[1], 3), dtype=np.uint8)  # progress bar: which episode
