@@ -98,7 +98,8 @@ def _tiny_cfg(seed=0):
     return resolve_config("ad", env="darkroom", preset="darkroom-ad", overrides=[
         f"run.seed={seed}", "collect.num_test_tasks=2", "collect.max_train_tasks=3", "collect.histories_per_task=2",
         "collect.steps_per_agent=2000", "collect.streams_per_agent=2", "collect.flush_every=3",
-        "collect.curve_every=2", "collect.checkpoint_every=4", "collect.chunk_size=64"])
+        "collect.curve_every=2", "collect.checkpoint_every=4", "collect.chunk_size=64",
+        "collect.episode_stride=2"])
 
 
 def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
@@ -118,7 +119,7 @@ def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
         collect(_tiny_cfg(), out, callbacks=[ctrl_c])
     assert resume_path(out).exists()
     with HistoryReader(out) as r:
-        assert not r.complete and r.histories[0].length == 13 * 10
+        assert not r.complete and 0 < r.histories[0].length < 13 * 10  # every other episode is stored
     res2 = collect(_tiny_cfg(), out)
     assert res2.resumed and not resume_path(out).exists()
     with HistoryReader(ref) as a, HistoryReader(out) as b:

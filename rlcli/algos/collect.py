@@ -5,7 +5,8 @@ Every training task gets ``collect.histories_per_task`` agents with different se
 ``collect.test_histories_per_task`` (their curves are the A2C baseline of the in-context evaluation; AD
 never trains on them). All agents learn at once in one :class:`~rlcli.algos.a2c.BatchedA2C`, stepping one
 :class:`~rlcli.envs.darkroom.DarkRoomBatch` of (agents x ``a2c.num_envs``) rooms. The first
-``collect.streams_per_agent`` env streams of each agent are streamed into the file as histories.
+``collect.streams_per_agent`` env streams of each agent are streamed into the file as histories, keeping
+every ``collect.episode_stride``-th episode of each stream (1 = all).
 
 Resume: every ``collect.checkpoint_every`` updates (and on Ctrl-C) the whole collection state -- weights,
 Adam state, rooms, RNG, the history lengths written so far -- is saved atomically to ``<out>.resume.h5``.
@@ -112,6 +113,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     ep_return = torch.zeros(n_agents, n_envs, device=device)
     curve_sum = torch.zeros(n_agents, device=device)
     curve_count = torch.zeros(n_agents, device=device)
+    stream_episode = torch.zeros(len(specs), dtype=torch.long, device=device)  # episodes begun per stream
     updates_total = -(-cc.steps_per_agent // (n_envs * hp.num_steps))
     updates, resumed = 0, False
     config_toml = cfg.to_toml()
@@ -131,7 +133,8 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
         agents.load_state(tensors["a2c"], ckpt.documents["a2c_param_groups"])
         rooms.load_state(tensors["rooms"])
         obs = tensors["obs"].to(device)
-        ep_return, curve_sum, curve_count = (tensors[k].to(device) for k in ("ep_return", "curve_sum", "curve_count"))
+        ep_return, curve_sum, curve_count, stream_episode = (
+            tensors[k].to(device) for k in ("ep_return", "curve_sum", "curve_count", "stream_episode"))
         torch.set_rng_state(tensors["rng"].to(torch.uint8))
         updates = int(ckpt.attrs["updates"])
         writer = HistoryWriter.reopen(out, tensors["lengths"].tolist(), int(ckpt.attrs["curve_points"]))
@@ -145,13 +148,15 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
             writer.flush()
             a2c_tensors, groups = agents.state()
             tensors = {"a2c": a2c_tensors, "rooms": rooms.state(), "obs": obs, "ep_return": ep_return,
-                       "curve_sum": curve_sum, "curve_count": curve_count, "rng": torch.get_rng_state(),
+                       "curve_sum": curve_sum, "curve_count": curve_count, "stream_episode": stream_episode,
+                       "rng": torch.get_rng_state(),
                        "lengths": torch.tensor(writer.lengths(), dtype=torch.long)}
             save_checkpoint(rpath, {"collect": tensors},
                             {"algo": "ad", "config": config_toml, "updates": updates,
                              "curve_points": writer.curve_points()}, {"a2c_param_groups": groups})
 
-    buffer: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "action", "reward", "done", "time_step")}
+    buffer: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "action", "reward", "done", "time_step",
+                                                              "keep")}
 
     def flush_buffer() -> None:
         if not buffer["obs"]:
@@ -198,6 +203,8 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
                     buffer["reward"].append(reward[stream_index])
                     buffer["done"].append((term | trunc)[stream_index])
                     buffer["time_step"].append(time_step[stream_index])
+                    buffer["keep"].append(stream_episode % cc.episode_stride == 0)
+                    stream_episode += (term | trunc)[stream_index].long()
                     obs = nxt.reshape(n_agents, n_envs)
                 with timer.phase("learning"):
                     agents.update(r_obs, r_act, r_rew, r_term, r_trunc, r_final, obs)

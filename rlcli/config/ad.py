@@ -24,6 +24,8 @@ class CollectConfig:
     steps_per_agent: int = option(2_500_000, "Env steps per agent (summed over its a2c.num_envs envs).", min=1)
     streams_per_agent: int = option(1, "Env streams of each agent stored as histories (<= a2c.num_envs).",
                                     min=1)
+    episode_stride: int = option(1, "Store every k-th episode of each stream (1 = all): subsampling compresses "
+                                    "the learning curve so that a short context spans visible improvement.", min=1)
     curve_every: int = option(10, "Record each agent's learning curve every N updates.", min=1)
     flush_every: int = option(200, "Append buffered transitions to the HDF5 file every N updates.", min=1)
     checkpoint_every: int = option(500, "Save the resume state every N updates (and on Ctrl-C).", min=1)

@@ -111,17 +111,21 @@ class HistoryWriter:
         self.num_histories = len(lengths)
         return self
 
-    def append(self, **arrays: np.ndarray) -> None:
-        """Append T transitions to every history: each of ``FIELDS`` as an (H, T) array."""
+    def append(self, keep: np.ndarray | None = None, **arrays: np.ndarray) -> None:
+        """Append transitions to every history: each of ``FIELDS`` as an (H, T) array; with ``keep``
+        ((H, T) bool), history i gets only the transitions where ``keep[i]`` is true."""
         groups = self.file["histories"]
-        t = arrays["obs"].shape[1]
         for i in range(self.num_histories):
             g = groups[history_name(i)]
+            rows = slice(None) if keep is None else keep[i]
             for name, dtype in FIELDS.items():
+                data = arrays[name][i][rows].astype(dtype, copy=False)
+                if len(data) == 0:
+                    continue
                 ds = g[name]
                 n = ds.shape[0]
-                ds.resize((n + t,))
-                ds[n:] = arrays[name][i].astype(dtype, copy=False)
+                ds.resize((n + len(data),))
+                ds[n:] = data
 
     def append_curve(self, steps: int, returns: np.ndarray) -> None:
         """One learning-curve point: ``returns`` (A,) of every agent at ``steps`` env steps per agent."""
