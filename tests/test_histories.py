@@ -126,6 +126,10 @@ def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
         assert b.complete and len(a.histories) == len(b.histories)
         for i in range(len(a.histories)):
             ha, hb = a.read(i), b.read(i)
+            # subsampled histories hold whole episodes: each starts at time step 0 and counts up
+            starts = np.concatenate([[0], np.flatnonzero(ha["done"][:-1]) + 1])
+            assert (ha["time_step"][starts] == 0).all()
+            assert (np.diff(ha["time_step"].astype(int))[~ha["done"][:-1]] == 1).all()
             for k in FIELDS:
                 np.testing.assert_array_equal(ha[k], hb[k])
         for x, y in zip(a.curves(), b.curves(), strict=True):

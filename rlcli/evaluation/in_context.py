@@ -101,8 +101,8 @@ def path_gif(rollout: InContextRollout, row: int, path: Path, env_params: dict,
     frames = []
     for e in sorted({e % n for e in episodes}) if n else []:
         trail: list[tuple[int, int]] = []
-        path = [centre] + [divmod(int(c), size) for c in rollout.cells[row, starts[e]:ends[e] + 1]]
-        for rc in path:
+        visited = [centre] + [divmod(int(c), size) for c in rollout.cells[row, starts[e]:ends[e] + 1]]
+        for rc in visited:
             trail.append(rc)
             frame = render_room(rc, goal, size, trail=trail[:-1])
             bar = np.zeros((6, frame.shape[1], 3), dtype=np.uint8)  # progress bar: which episode
