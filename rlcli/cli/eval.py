@@ -21,9 +21,21 @@ def eval_command(
                                   "for a few frames to FILE.png."),
     mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Keep dropout on, sample K masks per step, act on "
                                    "their mean and report the spread of action probabilities (0 = off)."),
+    tasks: str = typer.Option("test", "--tasks", help="AD runs: evaluate in context on the test, train or all tasks."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="AD runs: in-context runs per task."),
+    gifs: int = typer.Option(4, "--gifs", min=0, help="AD runs: path GIFs for this many tasks."),
 ) -> None:
-    """Evaluate a saved policy (deterministic by default)."""
+    """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context."""
     import rlcli
+    from rlcli.evaluation.ad_eval import is_ad_checkpoint
+
+    if is_ad_checkpoint(run, checkpoint):
+        from rlcli.cli.ad_display import print_ad_eval
+        from rlcli.evaluation.ad_eval import evaluate_ad
+
+        print_ad_eval(evaluate_ad(run, tasks=tasks, episodes=episodes, repeats=repeats, gifs=gifs,
+                                  checkpoint=checkpoint))
+        return
 
     if shift is not None:
         from rlcli.config.fields import ConfigError

@@ -7,7 +7,7 @@ import sys
 from rlcli.cli.app import RunFailed, app, state
 
 # each module registers its subcommand on `app` (modules import heavy packages lazily, inside functions)
-SUBCOMMAND_MODULES = ["train", "eval", "profile", "report"]
+SUBCOMMAND_MODULES = ["train", "collect", "distill", "eval", "profile", "report"]
 MULTI_VALUE_OPTIONS = {"--seeds"}  # `--seeds 0 1 2` is accepted as well as `--seeds 0 --seeds 1 ...`
 
 

@@ -47,6 +47,8 @@ class EnvConfig:
                           choices=("auto", "envpool", "ale-py"))
     action_set: str = option("simple", "Super Mario Bros buttons: gym-super-mario-bros' SIMPLE_MOVEMENT, "
                              "COMPLEX_MOVEMENT or RIGHT_ONLY.", choices=("simple", "complex", "right_only"))
+    terminate_on_goal: bool = option(True, "DarkRoom: reaching the goal ends the episode (the seed's variant); "
+                                           "false = reward on every step on the goal (the AD paper's).")
 
 
 @dataclass
@@ -155,6 +157,16 @@ register_algo("vapor", {"ppo": PPOConfig, "gar": GARConfig, "vapor": VaporConfig
 register_algo("dqn", {"dqn": DQNConfig, "gar": GARConfig}, check_gar)
 register_algo("es", {"es": ESConfig}, check_es)
 register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig}, check_no_gar)
+
+
+def _register_ad() -> None:
+    from rlcli.config.ad import A2CConfig, ADConfig, CollectConfig
+
+    # Algorithm Distillation: `rlcli collect` reads collect + a2c, `rlcli distill` reads ad
+    register_algo("ad", {"collect": CollectConfig, "a2c": A2CConfig, "ad": ADConfig})
+
+
+_register_ad()
 
 
 def known_algos() -> list[str]:

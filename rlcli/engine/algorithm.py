@@ -37,6 +37,15 @@ class Algorithm:
         """Actions (B,) for a batch of observations, for evaluation."""
         raise NotImplementedError
 
+    def evaluate(self, cfg: Any, episodes: int, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(returns (N,), lengths (N,)) of the loop's evaluation; by default ``episodes`` episodes of
+        :meth:`act` in the eval env. Learners that evaluate differently (AD: in context) override it."""
+        from rlcli.engine.train import EVAL_SEED_OFFSET
+        from rlcli.evaluation.episodes import run_episodes
+
+        return run_episodes(lambda obs: self.act(obs, deterministic), cfg.env, episodes,
+                            seed=cfg.run.seed + EVAL_SEED_OFFSET)
+
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(tensors, json documents) that restore the algorithm exactly, for a checkpoint."""
         raise NotImplementedError

@@ -24,7 +24,6 @@ from rlcli.engine.progress import Progress, Reporter
 from rlcli.engine.seeding import resolve_device, seed_everything
 from rlcli.engine.signals import InterruptFlag
 from rlcli.engine.timing import PhaseTimer
-from rlcli.evaluation.episodes import run_episodes
 from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint
 from rlcli.storage.metrics import MetricsWriter
 from rlcli.storage.runs import CHECKPOINT_BEST, CHECKPOINT_LAST, write_config
@@ -69,8 +68,7 @@ def build_algorithm(cfg: Config) -> Algorithm:
 
 def evaluate_algorithm(algo: Algorithm, cfg: Config, episodes: int | None = None,
                        deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    return run_episodes(lambda obs: algo.act(obs, deterministic), cfg.env, episodes or cfg.run.eval_episodes,
-                        seed=cfg.run.seed + EVAL_SEED_OFFSET)
+    return algo.evaluate(cfg, episodes or cfg.run.eval_episodes, deterministic)
 
 
 

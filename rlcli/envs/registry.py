@@ -87,6 +87,21 @@ def _starpilot_single(env_cfg, seed: int, render_mode: str | None = None) -> gym
     return make_starpilot(env_cfg.variation_level, seed, render_mode, env_cfg.max_episode_steps)
 
 
+def _darkroom_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    from rlcli.envs.darkroom import MAX_STEPS, DarkRoomVectorEnv, num_tasks
+
+    # env i gets task (seed + i) mod 80: the goal always comes from a task id
+    tasks = [(seed + i) % num_tasks() for i in range(num_envs)]
+    return DarkRoomVectorEnv(tasks, env_cfg.max_episode_steps or MAX_STEPS, env_cfg.terminate_on_goal)
+
+
+def _darkroom_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.Env:
+    from rlcli.envs.darkroom import MAX_STEPS, DarkRoomEnv, num_tasks
+
+    return DarkRoomEnv(seed % num_tasks(), max_steps=env_cfg.max_episode_steps or MAX_STEPS,
+                       terminate_on_goal=env_cfg.terminate_on_goal, render_mode=render_mode)
+
+
 ENVS: dict[str, EnvEntry] = {
     "cartpole": EnvEntry(_cartpole_vec, _cartpole_single, "rlcli", "CartPole-v1 with varied dynamics"),
     "atari": EnvEntry(_atari_vec, _atari_single, "rlcli[atari]",
@@ -97,6 +112,7 @@ ENVS: dict[str, EnvEntry] = {
                          "MiniGrid Dynamic-Obstacles with varied layout (size 6-12, 2-8 balls)"),
     "starpilot": EnvEntry(_starpilot_vec, _starpilot_single, "rlcli[procgen]",
                           "Procgen Starpilot, 4 stacked 64x64 RGB frames, varied level set and difficulty"),
+    "darkroom": EnvEntry(_darkroom_vec, _darkroom_single, "rlcli", "DarkRoom 9x9 (Algorithm Distillation)"),
 }
 
 

@@ -1,0 +1,126 @@
+"""Batched A2C: many independent tabular-input A2C agents trained at once (the AD source algorithm).
+
+Each agent is the seed's network: a state embedding ``E[s]`` of size ``a2c.hidden_size`` shared by a linear
+actor head (5 logits) and a linear critic head. All N agents' parameters are stacked along a leading agent
+dimension, so one embedding gather and two batched matmuls (``torch.baddbmm``) evaluate every agent on its
+own envs. The loss is the sum of the agents' losses; since no parameter is shared, each agent's gradient is
+exactly its own, Adam's per-element state keeps the agents independent, and the gradient-norm clip is
+applied per agent. One update per agent uses ``a2c.num_envs`` x ``a2c.num_steps`` transitions with n-step
+returns bootstrapped from the critic (truncated episodes bootstrap from their final observation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from rlcli.config.ad import A2CConfig
+
+
+class BatchedA2C:
+    """N A2C agents over ``num_states`` discrete states and ``num_actions`` actions.
+
+    Parameters (leading dim N): ``emb`` (N, S, H), ``pi_w`` (N, H, A), ``pi_b`` (N, A), ``v_w`` (N, H, 1),
+    ``v_b`` (N, 1). Agent n is initialised from a generator seeded with ``seeds[n]`` (as torch's
+    nn.Embedding / nn.Linear would initialise it).
+    """
+
+    def __init__(self, num_states: int, num_actions: int, hp: A2CConfig, seeds: list[int],
+                 device: torch.device | str = "cpu"):
+        self.hp, self.device = hp, torch.device(device)
+        n, h = len(seeds), hp.hidden_size
+        bound = 1.0 / math.sqrt(h)
+        emb, pi_w, pi_b, v_w, v_b = [], [], [], [], []
+        for seed in seeds:
+            g = torch.Generator().manual_seed(int(seed))
+            emb.append(torch.randn(num_states, h, generator=g))
+            pi_w.append(torch.empty(h, num_actions).uniform_(-bound, bound, generator=g))
+            pi_b.append(torch.empty(num_actions).uniform_(-bound, bound, generator=g))
+            v_w.append(torch.empty(h, 1).uniform_(-bound, bound, generator=g))
+            v_b.append(torch.empty(1).uniform_(-bound, bound, generator=g))
+        self.params = {name: torch.stack(p).to(self.device).requires_grad_()
+                       for name, p in (("emb", emb), ("pi_w", pi_w), ("pi_b", pi_b), ("v_w", v_w), ("v_b", v_b))}
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=hp.learning_rate,
+                                          betas=(hp.adam_beta1, hp.adam_beta2), eps=hp.adam_eps)
+        self.num_agents = n
+        self._agent = torch.arange(n, device=self.device)[:, None]
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (N, B) long -> (logits (N, B, A), values (N, B))."""
+        p = self.params
+        h = p["emb"][self._agent, obs]  # (N, B, H)
+        logits = torch.baddbmm(p["pi_b"][:, None, :], h, p["pi_w"])
+        values = torch.baddbmm(p["v_b"][:, None, :], h, p["v_w"]).squeeze(-1)
+        return logits, values
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Sample actions (N, B) from each agent's policy."""
+        logits, _ = self.forward(obs)
+        flat = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
+        return torch.multinomial(flat, 1).reshape(obs.shape)
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.forward(obs)[1]
+
+    def update(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+               truncated: torch.Tensor, final_values: torch.Tensor, next_obs: torch.Tensor) -> dict[str, float]:
+        """One A2C step per agent from a rollout; all inputs (T, N, B) except ``next_obs`` (N, B).
+
+        ``final_values`` holds V(final observation) where ``truncated`` (bootstrapped), anything elsewhere.
+        Returns the mean losses over agents as 0-d tensors (no device sync).
+        """
+        hp = self.hp
+        steps = obs.shape[0]
+        with torch.no_grad():
+            ret = self.value(next_obs)
+            returns = torch.empty_like(rewards)
+            for t in reversed(range(steps)):
+                ret = torch.where(truncated[t], final_values[t], ret)
+                ret = rewards[t] + hp.gamma * ret * (~terminated[t]).float()
+                returns[t] = ret
+        n, b = obs.shape[1], obs.shape[2]
+        flat_obs = obs.permute(1, 0, 2).reshape(n, steps * b)  # (N, T*B)
+        logits, values = self.forward(flat_obs)
+        logp_all = torch.log_softmax(logits, dim=-1)
+        flat_actions = actions.permute(1, 0, 2).reshape(n, steps * b)
+        logp = logp_all.gather(-1, flat_actions[..., None]).squeeze(-1)
+        target = returns.permute(1, 0, 2).reshape(n, steps * b)
+        advantage = (target - values).detach()
+        policy_loss = -(logp * advantage).mean(dim=1)  # (N,)
+        value_loss = (target - values).pow(2).mean(dim=1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1).mean(dim=1)
+        loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
+        self.optimizer.zero_grad(set_to_none=False)
+        loss.sum().backward()
+        grad_norm = self._clip_per_agent(hp.max_grad_norm)
+        self.optimizer.step()
+        return {"policy_loss": policy_loss.detach().mean(), "value_loss": value_loss.detach().mean(),
+                "entropy": entropy.detach().mean(), "grad_norm": grad_norm.mean()}
+
+    @torch.no_grad()
+    def _clip_per_agent(self, max_norm: float) -> torch.Tensor:
+        """Scale each agent's gradient to norm <= ``max_norm`` (torch's clip_grad_norm_ per agent)."""
+        sq = sum(p.grad.pow(2).reshape(self.num_agents, -1).sum(1) for p in self.params.values())
+        norm = sq.sqrt()
+        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        for p in self.params.values():
+            p.grad.mul_(coef.reshape(-1, *([1] * (p.grad.dim() - 1))))
+        return norm
+
+    def state(self) -> dict[str, Any]:
+        from rlcli.storage.checkpoint import optimizer_to_tree
+
+        opt_state, groups = optimizer_to_tree(self.optimizer)
+        return {"params": {k: v.detach() for k, v in self.params.items()}, "optimizer": opt_state}, groups
+
+    def load_state(self, tensors: dict[str, Any], param_groups: list[dict[str, Any]]) -> None:
+        from rlcli.storage.checkpoint import optimizer_from_tree
+
+        with torch.no_grad():
+            for k, v in tensors["params"].items():
+                self.params[k].copy_(v)
+        optimizer_from_tree(self.optimizer, tensors.get("optimizer", {}), param_groups)

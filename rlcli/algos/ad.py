@@ -1,0 +1,184 @@
+"""Algorithm Distillation (Laskin et al. 2022): a causal transformer trained on learning histories.
+
+``rlcli distill darkroom --histories data.h5`` trains :class:`~rlcli.nets.ad_transformer.ADTransformer` to
+predict the source agents' next action from windows of ``ad.context_len`` consecutive transitions of their
+learning histories (training tasks only). Windows are sampled uniformly over all windows that fit inside a
+history -- never across two histories -- and read from the HDF5 file without loading whole histories.
+It runs in the one training loop (:func:`rlcli.engine.train.train`): one iteration is one gradient step
+(``run.total_steps`` counts gradient steps), and the loop's evaluation is the in-context evaluation on the
+held-out test tasks (``eval_return`` = mean return of the last ``ad.eval_last`` of ``ad.eval_episodes``
+episodes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlcli.config.fields import ConfigError
+from rlcli.config.schema import Config
+from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
+from rlcli.engine.timing import PhaseTimer
+from rlcli.nets.ad_transformer import ADModelConfig, ADTransformer
+from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
+from rlcli.storage.histories import HistoryReader
+
+EVAL_SEED_OFFSET = 10_000
+
+
+def model_config(cfg: Config, env_params: dict) -> ADModelConfig:
+    a = cfg.ad
+    return ADModelConfig(num_states=env_params["num_states"], num_actions=env_params["num_actions"],
+                         max_time_step=env_params["max_steps"], context_len=a.context_len, embed_dim=a.embed_dim,
+                         num_layers=a.num_layers, num_heads=a.num_heads, ff_dim=a.ff_dim,
+                         attention_dropout=a.attention_dropout, residual_dropout=a.residual_dropout,
+                         embedding_dropout=a.embedding_dropout, positions=a.positions)
+
+
+def cosine_lr(step: int, total: int, peak: float, floor: float, warmup: int) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to ``floor`` at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+class WindowSampler:
+    """Uniform samples of (history, start) over every window of ``length`` that fits inside one history."""
+
+    def __init__(self, lengths: list[int], indices: list[int], length: int, seed: int):
+        counts = np.asarray([max(0, n - length + 1) for n in lengths], dtype=np.int64)
+        if counts.sum() == 0:
+            raise ConfigError(f"no training history holds a full context of {length} transitions; "
+                              f"lower ad.context_len or collect longer histories")
+        self.indices, self.counts, self.length = np.asarray(indices), counts, length
+        self.cum = np.cumsum(counts)
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int) -> list[tuple[int, int]]:
+        flat = self.rng.integers(0, self.cum[-1], size=batch)
+        which = np.searchsorted(self.cum, flat, side="right")
+        starts = flat - (self.cum[which] - self.counts[which])
+        return [(int(self.indices[w]), int(s)) for w, s in zip(which, starts, strict=True)]
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+class AD(Algorithm):
+    def __init__(self, cfg: Config, device: torch.device):
+        self.cfg, self.device = cfg, device
+        a = cfg.ad
+        if not a.histories:
+            raise ConfigError("distill needs the learning histories: --histories data.h5 (ad.histories)")
+        self.reader = HistoryReader(a.histories)
+        self.env_params = self.reader.env_params
+        self.train_tasks, self.test_tasks = self.reader.train_tasks, self.reader.test_tasks
+        train = self.reader.select("train")
+        if not train:
+            raise ConfigError(f"'{a.histories}' holds no training histories")
+        limit = a.max_history_steps or None
+        self.sampler = WindowSampler([min(h.length, limit or h.length) for h in train], [h.index for h in train],
+                                     a.context_len, cfg.run.seed)
+        self.model = ADTransformer(model_config(cfg, self.env_params)).to(device)
+        opt = torch.optim.AdamW if a.weight_decay > 0 else torch.optim.Adam
+        kwargs = {"weight_decay": a.weight_decay} if a.weight_decay > 0 else {}
+        self.optimizer = opt(self.model.parameters(), lr=a.learning_rate, betas=(a.adam_beta1, a.adam_beta2),
+                             **kwargs)
+        self.amp = a.amp and device.type == "cuda"
+        self.env_steps = 0  # gradient steps
+
+    def iteration(self, timer: PhaseTimer) -> IterationResult:
+        a = self.cfg.ad
+        with timer.phase("storage"):
+            batch = self.reader.windows(self.sampler.sample(a.batch_size), a.context_len)
+        with timer.phase("learning"):
+            t = {k: torch.from_numpy(v.astype(np.int64)).to(self.device, non_blocking=True)
+                 for k, v in batch.items() if k != "done"}
+            lr = cosine_lr(self.env_steps, self.cfg.run.total_steps, a.learning_rate, a.min_learning_rate,
+                           a.warmup_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.model.train()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                logits = self.model(t["obs"], t["action"], t["reward"], t["time_step"])
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t["action"].reshape(-1))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.max_grad_norm)
+            self.optimizer.step()
+            accuracy = (logits.argmax(-1) == t["action"]).float().mean()
+        self.env_steps += 1
+        return IterationResult(metrics={"loss": loss.item(), "accuracy": accuracy.item(), "learning_rate": lr,
+                                        "grad_norm": float(grad_norm)})
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        raise ConfigError("an AD model acts in context; evaluate it with `rlcli eval RUN --tasks test`")
+
+    def evaluate(self, cfg: Config, episodes: int, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """In-context evaluation on ``ad.eval_tasks``: per task, the mean return and length of the last
+        ``ad.eval_last`` of ``ad.eval_episodes`` episodes (``episodes`` is not used: AD's count is its own)."""
+        from rlcli.evaluation.in_context import run_in_context
+
+        a = cfg.ad
+        tasks = {"test": self.test_tasks, "train": self.train_tasks,
+                 "all": self.train_tasks + self.test_tasks}[a.eval_tasks]
+        r = run_in_context(self.model, tasks, a.eval_episodes, self.env_params,
+                           seed=cfg.run.seed + EVAL_SEED_OFFSET, device=self.device)
+        last = min(a.eval_last, a.eval_episodes)
+        return r.returns[:, -last:].mean(1), r.lengths[:, -last:].mean(1)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        opt_state, groups = optimizer_to_tree(self.optimizer)
+        tensors = {"model": self.model.state_dict(), "optimizer": opt_state, "rng": rng_state()}
+        docs = {"optimizer_param_groups": groups, "sampler_rng": self.sampler.state(),
+                "env_params": self.env_params, "tasks": {"train": self.train_tasks, "test": self.test_tasks},
+                "gradient_steps": self.env_steps}
+        return tensors, docs
+
+    def load_state(self, ckpt: Checkpoint, weights_only: bool = False) -> None:
+        self.model.load_state_dict(ckpt.tensors("model"))
+        if weights_only:
+            return
+        optimizer_from_tree(self.optimizer, ckpt.tensors("optimizer") if ckpt.has("optimizer") else {},
+                            ckpt.documents["optimizer_param_groups"])
+        self.sampler.load_state(ckpt.documents["sampler_rng"])
+        load_rng_state(ckpt.tensors("rng"))
+        self.env_steps = int(ckpt.attrs["step"])
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def load_ad_model(ckpt: Checkpoint) -> tuple[ADTransformer, Config, dict, dict]:
+    """(model with the saved weights in eval mode, config, env params, task split) from a checkpoint;
+    needs no histories file."""
+    import tomllib
+
+    from rlcli.config.schema import build_config
+
+    cfg = build_config("ad", [tomllib.loads(ckpt.attrs["config"])])
+    env_params = ckpt.documents["env_params"]
+    model = ADTransformer(model_config(cfg, env_params))
+    model.load_state_dict(ckpt.tensors("model"))
+    return model.eval(), cfg, env_params, ckpt.documents["tasks"]
+
+
+def distill(cfg: Config, *, histories: str | None = None, resume: str | None = None, reporter=None,
+            timer: PhaseTimer | None = None, callbacks=None):
+    """Train an AD model on ``histories`` (or ``cfg.ad.histories``) in the training loop; -> TrainResult."""
+    from rlcli.engine.train import train
+
+    if cfg.algo != "ad":
+        raise ConfigError(f"distill needs an 'ad' config, got '{cfg.algo}'")
+    if histories is not None:
+        cfg.ad.histories = str(histories)
+    return train(cfg, resume=resume, reporter=reporter, timer=timer, callbacks=callbacks)
+

@@ -1,0 +1,66 @@
+"""``rlcli collect darkroom --out data.h5``: learning histories of batched A2C agents (Algorithm Distillation)."""
+
+from __future__ import annotations
+
+import typer
+
+from rlcli.cli.app import app
+
+
+def ad_config(env: str, preset: str | None, overrides: list[str], extra: dict | None = None):
+    """The ``ad`` pipeline config of a collect/distill command line (preset default: darkroom-ad)."""
+    from rlcli.config.presets import resolve_config
+
+    return resolve_config("ad", env=env, preset=preset or "darkroom-ad", overrides=overrides, extra=extra)
+
+
+@app.command("collect")
+def collect_command(
+    env: str = typer.Argument("darkroom", help="Environment: darkroom."),
+    out: str = typer.Option(..., "--out", "-o", help="HDF5 file for the histories (an interrupted one resumes)."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or TOML file (default darkroom-ad)."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set collect.steps_per_agent=100000."),
+    tasks: int = typer.Option(None, "--tasks", help="Collect only the first N training tasks (collect.max_train_tasks)."),
+    steps: int = typer.Option(None, "--steps", help="Env steps per agent (collect.steps_per_agent)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the task split and the agents (run.seed)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
+    config_options: bool = typer.Option(False, "--config-options", help="List every option with type, default and help."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
+) -> None:
+    """Train A2C source agents on DarkRoom tasks, all at once, streaming their learning histories to --out."""
+    import sys
+
+    from rlcli.cli.display import make_reporter, print_options
+
+    if config_options:
+        from rlcli.config.schema import describe_options
+
+        print_options(describe_options("ad"), "rlcli collect/distill: options (set with --set key=value)")
+        return
+    extra: dict = {"collect": {}, "run": {}}
+    if tasks is not None:
+        extra["collect"]["max_train_tasks"] = tasks
+    if steps is not None:
+        extra["collect"]["steps_per_agent"] = steps
+    if seed is not None:
+        extra["run"]["seed"] = seed
+    if device is not None:
+        extra["run"]["device"] = device
+    cfg = ad_config(env, preset, overrides, {k: v for k, v in extra.items() if v} or None)
+    if dry_run:
+        sys.stdout.write(cfg.to_toml())
+        return
+
+    import rlcli
+    from rlcli.algos.collect import CollectionInterrupted
+
+    try:
+        result = rlcli.collect(cfg, out, reporter=make_reporter(quiet))
+    except CollectionInterrupted as e:
+        print(f"rlcli: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    how = "resumed and finished" if result.resumed else "done"
+    print(f"{how}: {result.num_agents} agents, {result.num_histories} histories, {result.env_steps} env steps in "
+          f"{result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s); mean return of the train agents' "
+          f"last curve point {result.final_train_return:.2f} -> {result.path}")

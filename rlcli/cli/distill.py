@@ -1,0 +1,76 @@
+"""``rlcli distill darkroom --histories data.h5``: train an Algorithm Distillation transformer on histories."""
+
+from __future__ import annotations
+
+import typer
+
+from rlcli.cli.app import app
+
+
+@app.command("distill")
+def distill_command(
+    env: str = typer.Argument("darkroom", help="Environment: darkroom."),
+    histories: str = typer.Option(None, "--histories", help="Learning histories written by `rlcli collect` (ad.histories)."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or TOML file (default darkroom-ad)."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set ad.context_len=128."),
+    steps: int = typer.Option(None, "--steps", help="Gradient steps (run.total_steps)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    runs_dir: str = typer.Option(None, "--runs-dir", help="Folder for run folders (default runs/)."),
+    name: str = typer.Option(None, "--name", help="Run folder name."),
+    resume: str = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
+    config_options: bool = typer.Option(False, "--config-options", help="List every option with type, default and help."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
+) -> None:
+    """Distill the source algorithm into a causal transformer; evaluates it in context on held-out tasks."""
+    import sys
+    from pathlib import Path
+
+    from rlcli.cli.collect import ad_config
+    from rlcli.cli.display import make_reporter, print_options
+
+    if config_options:
+        from rlcli.config.schema import describe_options
+
+        print_options(describe_options("ad"), "rlcli collect/distill: options (set with --set key=value)")
+        return
+    extra: dict = {"run": {}, "ad": {}}
+    for key, value in (("total_steps", steps), ("device", device), ("runs_dir", runs_dir), ("name", name)):
+        if value is not None:
+            extra["run"][key] = value
+    if tensorboard:
+        extra["run"]["tensorboard"] = True
+    if histories is not None:
+        extra["ad"]["histories"] = histories
+    extra = {k: v for k, v in extra.items() if v}
+    if resume is not None:
+        from rlcli.config.fields import ConfigError
+        from rlcli.config.presets import load_run_config, parse_override
+        from rlcli.config.schema import build_config
+
+        config_path = Path(resume) / "config.toml"
+        if not config_path.is_file():
+            raise ConfigError(f"'{resume}' is not a run folder (no config.toml); pass the folder under runs/")
+        saved = load_run_config(config_path)
+        cfg = build_config("ad", [saved.to_dict()] + [parse_override(o) for o in overrides] + [extra])
+    else:
+        cfg = ad_config(env, preset, overrides, extra or None)
+    if dry_run:
+        sys.stdout.write(cfg.to_toml())
+        return
+
+    import rlcli
+    from rlcli.engine.train import TrainingInterrupted
+
+    try:
+        result = rlcli.distill(cfg, resume=resume, reporter=make_reporter(quiet))
+    except TrainingInterrupted as e:
+        r = e.result
+        print(f"rlcli: interrupted at step {r.steps}; checkpoint saved in {r.run_dir}; continue with: "
+              f"rlcli distill {env} --resume {r.run_dir}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    ev = (f"in-context return (last {cfg.ad.eval_last} of {cfg.ad.eval_episodes} episodes, {cfg.ad.eval_tasks} "
+          f"tasks) {result.final_eval_return:.2f} ± {result.final_eval_std:.2f}"
+          if result.final_eval_return is not None else "no new steps")
+    print(f"done: {result.steps} gradient steps in {result.wall_time:.1f} s, {ev} -> {result.run_dir}")

@@ -1,0 +1,80 @@
+"""Config sections of Algorithm Distillation (torch-free; registered in :mod:`rlcli.config.schema`).
+
+One config drives the whole pipeline (``presets/darkroom-ad.toml``): ``collect`` and ``a2c`` for
+``rlcli collect darkroom`` (the source algorithm's learning histories), ``ad`` for ``rlcli distill darkroom``
+(the causal transformer trained on them) and its in-context evaluation. For ``ad``, ``run.total_steps``
+counts gradient steps, and ``run.eval_every`` the gradient steps between in-context evaluations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlcli.config.fields import option
+
+
+@dataclass
+class CollectConfig:
+    num_test_tasks: int = option(23, "Held-out test tasks, split from the 80 by run.seed and stored in the file "
+                                     "(the seed: 57 train / 23 test).", min=0, max=79)
+    max_train_tasks: int = option(0, "Collect only the first N training tasks (0 = all).", min=0)
+    histories_per_task: int = option(4, "Source agents (different seeds) per training task.", min=1)
+    test_histories_per_task: int = option(1, "Source agents per test task: their curves are the A2C baseline "
+                                             "of `rlcli eval --tasks test`; AD never trains on them.", min=0)
+    steps_per_agent: int = option(2_500_000, "Env steps per agent (summed over its a2c.num_envs envs).", min=1)
+    streams_per_agent: int = option(1, "Env streams of each agent stored as histories (<= a2c.num_envs).",
+                                    min=1)
+    episode_stride: int = option(1, "Store every k-th episode of each stream (1 = all): subsampling compresses "
+                                    "the learning curve so that a short context spans visible improvement.", min=1)
+    curve_every: int = option(10, "Record each agent's learning curve every N updates.", min=1)
+    flush_every: int = option(200, "Append buffered transitions to the HDF5 file every N updates.", min=1)
+    checkpoint_every: int = option(500, "Save the resume state every N updates (and on Ctrl-C).", min=1)
+    chunk_size: int = option(4096, "HDF5 chunk length (transitions) of the history datasets.", min=16)
+
+
+@dataclass
+class A2CConfig:
+    hidden_size: int = option(128, "Size of the shared state embedding (actor and critic heads are linear).",
+                              min=1)
+    num_envs: int = option(10, "Parallel envs per agent.", min=1)
+    num_steps: int = option(10, "Rollout length per env between updates.", min=1)
+    learning_rate: float = option(1e-4, "Adam learning rate.", min=0.0)
+    adam_beta1: float = option(0.9, "Adam beta1.", min=0.0, max=1.0)
+    adam_beta2: float = option(0.999, "Adam beta2.", min=0.0, max=1.0)
+    adam_eps: float = option(1e-6, "Adam epsilon.", min=0.0)
+    max_grad_norm: float = option(0.5, "Per-agent gradient-norm clip.", min=0.0)
+    ent_coef: float = option(0.01, "Entropy bonus coefficient.", min=0.0)
+    vf_coef: float = option(0.99, "Value loss coefficient.", min=0.0)
+    gamma: float = option(0.99, "Discount factor of the n-step returns.", min=0.0, max=1.0)
+
+
+@dataclass
+class ADConfig:
+    histories: str = option("", "Learning-histories file written by `rlcli collect` (--histories).")
+    max_history_steps: int = option(800_000, "Use only the first N transitions of each history (0 = all).",
+                                    min=0)
+    context_len: int = option(256, "Transitions in the context (3 tokens each: state, action, reward).", min=1)
+    embed_dim: int = option(64, "Token embedding size.", min=8)
+    num_layers: int = option(4, "Transformer blocks.", min=1)
+    num_heads: int = option(4, "Attention heads.", min=1)
+    ff_dim: int = option(2048, "Hidden size of the feed-forward layers.", min=1)
+    attention_dropout: float = option(0.5, "Dropout on attention weights.", min=0.0, max=1.0)
+    residual_dropout: float = option(0.1, "Dropout on residual branches.", min=0.0, max=1.0)
+    embedding_dropout: float = option(0.0, "Dropout on token embeddings.", min=0.0, max=1.0)
+    positions: str = option("time_step", "Position signal: the env's time step (the seed's; lets the KV-cache "
+                                         "roll) or learned positions over the context.",
+                            choices=("time_step", "learned"))
+    batch_size: int = option(32, "Context windows per gradient step.", min=1)
+    learning_rate: float = option(3e-4, "Adam peak learning rate (cosine decay over run.total_steps).", min=0.0)
+    min_learning_rate: float = option(2e-6, "Learning rate at the end of the cosine decay.", min=0.0)
+    warmup_steps: int = option(0, "Linear warm-up steps before the cosine decay.", min=0)
+    adam_beta1: float = option(0.9, "Adam beta1.", min=0.0, max=1.0)
+    adam_beta2: float = option(0.99, "Adam beta2.", min=0.0, max=1.0)
+    weight_decay: float = option(0.0, "AdamW weight decay (0 = Adam).", min=0.0)
+    max_grad_norm: float = option(1.0, "Gradient-norm clip.", min=0.0)
+    amp: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU).")
+    eval_episodes: int = option(40, "Episodes per in-context evaluation (each task's context spans them all).",
+                                min=1)
+    eval_last: int = option(10, "eval_return is the mean return of the last N in-context episodes.", min=1)
+    eval_tasks: str = option("test", "Tasks of the in-context evaluation during training.",
+                             choices=("test", "train", "all"))

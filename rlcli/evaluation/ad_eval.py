@@ -1,0 +1,119 @@
+"""``rlcli eval RUN --tasks test --episodes 40`` for Algorithm Distillation runs.
+
+Plays the in-context evaluation (:func:`~rlcli.evaluation.in_context.run_in_context`) on the chosen task
+split and sets its learning curve -- mean return per episode index -- beside the A2C source agents' curves
+on the same tasks (read from the histories file the run was distilled from, when it is still there):
+a table, a plot (``<run>/eval/in_context.png``) and GIFs of the agent's path for a few tasks
+(``<run>/eval/path-task<k>.gif``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rlcli.config.fields import ConfigError
+from rlcli.storage.checkpoint import load_checkpoint
+from rlcli.storage.runs import resolve_checkpoint
+
+
+def is_ad_checkpoint(run_or_checkpoint: str | Path, checkpoint: str = "last") -> bool:
+    return load_checkpoint(resolve_checkpoint(run_or_checkpoint, checkpoint)).attrs.get("algo") == "ad"
+
+
+@dataclass
+class ADEvalResult:
+    checkpoint: Path
+    step: int  # gradient steps
+    tasks: list[int]
+    returns: np.ndarray  # (tasks * repeats, episodes): AD's return per episode index
+    source_returns: np.ndarray | None  # (histories, E): the A2C agents' return per stored episode, same tasks
+    source_stride: int  # the histories keep every k-th episode: stored episode e is the source's episode k*e
+    plot: Path | None
+    gifs: list[Path]
+
+    def curve(self) -> np.ndarray:
+        return self.returns.mean(0)
+
+    def last_mean(self, last: int = 10) -> float:
+        return float(self.returns[:, -last:].mean())
+
+
+def source_curves(histories: str | Path, tasks: list[int]) -> tuple[np.ndarray | None, int]:
+    """(return per stored episode of every history of ``tasks``, truncated to the shortest, or None;
+    the collection's episode stride)."""
+    import tomllib
+
+    from rlcli.storage.histories import HistoryReader, episode_returns
+
+    if not histories or not Path(histories).is_file():
+        return None, 1
+    with HistoryReader(histories) as reader:
+        curves = [episode_returns(h["reward"], h["done"]) for h in
+                  (reader.read(info.index) for info in reader.histories if info.task in set(tasks))]
+        stride = tomllib.loads(reader.config_toml).get("collect", {}).get("episode_stride", 1)
+    curves = [c for c in curves if len(c)]
+    if not curves:
+        return None, stride
+    n = min(len(c) for c in curves)
+    return np.stack([c[:n] for c in curves]), stride
+
+
+def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: int = 40, repeats: int = 1,
+                gifs: int = 4, out_dir: str | Path | None = None, checkpoint: str = "last",
+                seed: int | None = None, device: str = "cpu") -> ADEvalResult:
+    """In-context evaluation of an AD run on its ``tasks`` split ("test", "train" or "all")."""
+    import torch
+
+    from rlcli.algos.ad import EVAL_SEED_OFFSET, load_ad_model
+    from rlcli.evaluation.in_context import path_gif, run_in_context
+
+    path = resolve_checkpoint(run_or_checkpoint, checkpoint)
+    ckpt = load_checkpoint(path)
+    model, cfg, env_params, split = load_ad_model(ckpt)
+    if tasks not in ("test", "train", "all"):
+        raise ConfigError(f"--tasks must be test, train or all, got '{tasks}'")
+    chosen = split["train"] + split["test"] if tasks == "all" else split[tasks]
+    if not chosen:
+        raise ConfigError(f"the run's task split has no {tasks} tasks")
+    torch.set_num_threads(max(1, cfg.run.torch_threads))
+    model = model.to(device)
+    rollout = run_in_context(model, [t for t in chosen for _ in range(repeats)], episodes, env_params,
+                             seed=cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed, device=device)
+    source, stride = source_curves(cfg.ad.histories, chosen)
+    out = Path(out_dir) if out_dir is not None else (path.parent.parent / "eval" if path.parent.name ==
+                                                     "checkpoints" else path.parent / "eval")
+    out.mkdir(parents=True, exist_ok=True)
+    plot = plot_curves(rollout.returns, source, stride, out / "in_context.png", tasks)
+    written = [path_gif(rollout, row * repeats, out / f"path-task{chosen[row]}.gif", env_params)
+               for row in range(min(gifs, len(chosen)))]
+    return ADEvalResult(path, int(ckpt.attrs.get("step", 0)), chosen, rollout.returns, source, stride, plot,
+                        written)
+
+
+def plot_curves(returns: np.ndarray, source: np.ndarray | None, stride: int, path: Path, tasks: str) -> Path:
+    """AD's in-context curve (episodes 1..E) and the A2C agents' curve over their whole learning."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    e = np.arange(1, returns.shape[1] + 1)
+    mean, sem = returns.mean(0), returns.std(0) / np.sqrt(len(returns))
+    ax.plot(e, mean, label=f"AD in context ({len(returns)} runs)", color="tab:blue")
+    ax.fill_between(e, mean - sem, mean + sem, alpha=0.2, color="tab:blue")
+    if source is not None:
+        s = np.arange(1, source.shape[1] + 1) * stride  # the source's own episode index
+        ax.plot(s, source.mean(0), label=f"A2C source agents ({len(source)} histories)", color="tab:orange")
+    ax.set_xscale("log")
+    ax.set_xlabel("episode index")
+    ax.set_ylabel("return")
+    ax.set_title(f"DarkRoom, {tasks} tasks: return per episode")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

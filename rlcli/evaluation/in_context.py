@@ -1,0 +1,112 @@
+"""In-context evaluation of an Algorithm Distillation model on DarkRoom tasks.
+
+All tasks (times ``repeats``) run as one batch of rooms. The model acts by sampling from its action
+distribution (greedy actions could not explore) in fresh episodes of each task, its context filling with
+its own transitions across episodes; the return of every episode is kept, so ``returns[:, e]`` is the
+in-context learning curve at episode index e. With time-step positions, generation uses the rolling
+KV-cache (3 tokens per step, never re-encoding the context); with learned positions the last context
+window is re-encoded at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlcli.envs.darkroom import DarkRoomBatch
+from rlcli.nets.ad_transformer import ADTransformer
+
+
+@dataclass
+class InContextRollout:
+    tasks: list[int]  # (B,) task of each row
+    returns: np.ndarray  # (B, E) return of each of the first E episodes
+    lengths: np.ndarray  # (B, E)
+    cells: np.ndarray  # (B, steps) the agent's cell after every step, before any reset (for path GIFs)
+    dones: np.ndarray  # (B, steps) the episode ended with this step
+
+
+@torch.no_grad()
+def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_params: dict,
+                   seed: int = 0, device: torch.device | str = "cpu") -> InContextRollout:
+    """Play ``episodes`` episodes of each of ``tasks`` (one batch); see the module docstring."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    rooms = DarkRoomBatch.from_tasks(tasks, size=env_params["size"], max_steps=env_params["max_steps"],
+                                     terminate_on_goal=env_params["terminate_on_goal"], device=device)
+    b, k = len(tasks), model.cfg.context_len
+    max_steps = episodes * env_params["max_steps"]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    obs = rooms.reset()
+    cache = model.new_cache() if model.cfg.positions == "time_step" else None
+    hist = {name: torch.zeros(b, max_steps, dtype=torch.long, device=device)
+            for name in ("states", "actions", "rewards", "time_steps")}
+    cells = torch.zeros(b, max_steps, dtype=torch.long, device=device)
+    dones = torch.zeros(b, max_steps, dtype=torch.bool, device=device)
+    returns = torch.zeros(b, episodes, device=device)
+    lengths = torch.zeros(b, episodes, dtype=torch.long, device=device)
+    finished = torch.zeros(b, dtype=torch.long, device=device)  # episodes completed per row
+    ep_ret = torch.zeros(b, device=device)
+    ep_len = torch.zeros(b, dtype=torch.long, device=device)
+    rows = torch.arange(b, device=device)
+    steps = 0
+    while steps < max_steps and bool((finished < episodes).any()):
+        t = rooms.t.clone()
+        hist["states"][:, steps], hist["time_steps"][:, steps] = obs, t
+        if cache is not None:
+            logits = model.step_state(obs, t, cache)
+        else:
+            lo = max(0, steps + 1 - k)
+            window = {n: h[:, lo:steps + 1] for n, h in hist.items()}
+            logits = model(window["states"], window["actions"], window["rewards"], window["time_steps"])[:, -1]
+        action = torch.multinomial(torch.softmax(logits.float(), dim=-1), 1, generator=gen).squeeze(1)
+        obs, reward, term, trunc, final_obs = rooms.step(action)
+        hist["actions"][:, steps], hist["rewards"][:, steps] = action, reward.long()
+        if cache is not None:
+            model.step_outcome(action, reward.long(), t, cache)
+        done = term | trunc
+        ep_ret += reward
+        ep_len += 1
+        record = done & (finished < episodes)
+        idx = finished.clamp(max=episodes - 1)
+        returns[rows[record], idx[record]] = ep_ret[record]
+        lengths[rows[record], idx[record]] = ep_len[record]
+        finished += done.long()
+        ep_ret *= ~done
+        ep_len *= ~done
+        cells[:, steps] = final_obs
+        dones[:, steps] = done
+        steps += 1
+    model.train(was_training)
+    return InContextRollout(list(tasks), returns.cpu().numpy(), lengths.cpu().numpy(),
+                            cells[:, :steps].cpu().numpy(), dones[:, :steps].cpu().numpy())
+
+
+def path_gif(rollout: InContextRollout, row: int, path: Path, env_params: dict,
+             episodes: tuple[int, ...] = (0, 1, -2, -1), fps: int = 8) -> Path:
+    """GIF of the agent's path in some episodes of one row (default: the first two and the last two)."""
+    from rlcli.envs.darkroom import render_room, task_goal
+    from rlcli.evaluation.video import write_video
+
+    size = env_params["size"]
+    centre = (size // 2, size // 2)
+    goal = task_goal(rollout.tasks[row], size)
+    ends = np.flatnonzero(rollout.dones[row])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    n = len(ends)
+    frames = []
+    for e in sorted({e % n for e in episodes}) if n else []:
+        trail: list[tuple[int, int]] = []
+        visited = [centre] + [divmod(int(c), size) for c in rollout.cells[row, starts[e]:ends[e] + 1]]
+        for rc in visited:
+            trail.append(rc)
+            frame = render_room(rc, goal, size, trail=trail[:-1])
+            bar = np.zeros((6, frame.shape[1], 3), dtype=np.uint8)  # progress bar: which episode
+            bar[:, : int(frame.shape[1] * (e + 1) / n)] = (200, 160, 40)
+            frames.append(np.concatenate([bar, frame]))
+        frames.extend([frames[-1]] * 3)  # pause at the end of each episode
+    return write_video(frames, path, fps=fps)

@@ -1,0 +1,204 @@
+"""The causal transformer of Algorithm Distillation (nanoGPT-style), with a rolling KV-cache.
+
+A learning history is a stream of transitions (s_t, a_t, r_t); each becomes three tokens, so a context of
+``context_len`` transitions is ``window = 3 * context_len`` tokens. The model predicts a_t from the output
+at the s_t token. Attention is causal *and* limited to the last ``window`` tokens (a sliding window): a
+training sequence is never longer than the window, so there it is plain causal attention, while at
+generation time the same rule lets the context slide past ``window`` tokens.
+
+Position signal (``positions``):
+
+- ``"time_step"`` (the seed's): the env's time step within the episode is embedded and added to the three
+  tokens of a transition. Nothing depends on where a token sits in the context, so cached keys and values
+  stay valid when the window slides: :class:`KVCache` keeps the last ``window - 1`` tokens per layer and
+  cached generation equals a full recompute of the whole stream with the sliding-window mask.
+- ``"learned"``: a learned embedding of the token's index in the context window. Sliding the window changes
+  every token's index, so once the context is full each step re-encodes the last window (no cache reuse).
+
+Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
+kernels on GPU; ``is_causal`` on full training windows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ADModelConfig:
+    num_states: int
+    num_actions: int
+    max_time_step: int  # episode limit: time steps are in [0, max_time_step)
+    context_len: int = 256  # transitions
+    embed_dim: int = 64
+    num_layers: int = 4
+    num_heads: int = 4
+    ff_dim: int = 2048
+    attention_dropout: float = 0.5
+    residual_dropout: float = 0.1
+    embedding_dropout: float = 0.0
+    positions: str = "time_step"  # or "learned"
+
+    @property
+    def window(self) -> int:
+        return 3 * self.context_len
+
+
+class KVCache:
+    """Per-layer keys and values of the last ``window - 1`` tokens (B, heads, L, head_dim) and the number
+    of tokens seen so far (their absolute positions, for the sliding-window mask)."""
+
+    def __init__(self, num_layers: int, window: int):
+        self.window = window
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.seen = 0  # tokens processed so far
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+
+def sliding_window_mask(q_start: int, q_len: int, k_start: int, k_len: int, window: int,
+                        device: torch.device) -> torch.Tensor:
+    """(q_len, k_len) bool: query at absolute position p sees keys at positions (p - window, p]."""
+    q = torch.arange(q_start, q_start + q_len, device=device)[:, None]
+    k = torch.arange(k_start, k_start + k_len, device=device)[None, :]
+    return (k <= q) & (k > q - window)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ADModelConfig):
+        super().__init__()
+        if cfg.embed_dim % cfg.num_heads:
+            raise ValueError(f"embed_dim ({cfg.embed_dim}) must be divisible by num_heads ({cfg.num_heads})")
+        self.heads, self.attention_dropout = cfg.num_heads, cfg.attention_dropout
+        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.drop = nn.Dropout(cfg.residual_dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, past: tuple[torch.Tensor, torch.Tensor] | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, L, D); ``mask`` None = plain causal. Returns (out (B, L, D), keys, values incl. ``past``)."""
+        b, length, d = x.shape
+        q, k, v = self.qkv(x).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        dropout = self.attention_dropout if self.training else 0.0
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(b, length, d)
+        return self.drop(self.proj(y)), k, v
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ADModelConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.embed_dim), nn.LayerNorm(cfg.embed_dim)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.embed_dim, cfg.ff_dim), nn.GELU(),
+                                 nn.Linear(cfg.ff_dim, cfg.embed_dim), nn.Dropout(cfg.residual_dropout))
+
+    def forward(self, x, mask, past):
+        a, k, v = self.attn(self.ln1(x), mask, past)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), k, v
+
+
+class ADTransformer(nn.Module):
+    """Predicts the source algorithm's next action from its (state, action, reward) history."""
+
+    def __init__(self, cfg: ADModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embed_dim
+        self.state_emb = nn.Embedding(cfg.num_states, d)
+        self.action_emb = nn.Embedding(cfg.num_actions, d)
+        self.reward_emb = nn.Embedding(2, d)  # DarkRoom rewards are 0 or 1 (the seed embeds them)
+        if cfg.positions == "time_step":
+            self.pos_emb = nn.Embedding(cfg.max_time_step, d)
+        elif cfg.positions == "learned":
+            self.pos_emb = nn.Embedding(cfg.window, d)
+        else:
+            raise ValueError(f"positions must be 'time_step' or 'learned', got {cfg.positions!r}")
+        self.drop = nn.Dropout(cfg.embedding_dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.num_actions)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def embed(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+              time_steps: torch.Tensor, first_position: int = 0) -> torch.Tensor:
+        """(B, T) each -> interleaved tokens (B, 3T, D): s_0, a_0, r_0, s_1, ...
+
+        ``first_position`` is the context index of s_0 (used by learned positions only).
+        """
+        b, t = states.shape
+        tokens = torch.stack([self.state_emb(states), self.action_emb(actions),
+                              self.reward_emb(rewards.long().clamp(0, 1))], dim=2)  # (B, T, 3, D)
+        if self.cfg.positions == "time_step":
+            tokens = tokens + self.pos_emb(time_steps.clamp(0, self.cfg.max_time_step - 1))[:, :, None, :]
+            return self.drop(tokens.reshape(b, 3 * t, -1))
+        x = tokens.reshape(b, 3 * t, -1)
+        pos = torch.arange(first_position, first_position + 3 * t, device=x.device)
+        return self.drop(x + self.pos_emb(pos))
+
+    def run_tokens(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Run tokens (B, L, D) through the blocks -> final hidden states (B, L, D).
+
+        Without a cache the tokens are a stream from its start (sliding-window mask when longer than the
+        window). With a cache they continue the cached stream, and the cache is updated and trimmed.
+        """
+        window = self.cfg.window
+        length = x.shape[1]
+        past_len = cache.length if cache is not None else 0
+        seen = cache.seen if cache is not None else 0
+        if past_len == 0 and length <= window:
+            mask = None  # plain causal attention
+        else:
+            mask = sliding_window_mask(seen, length, seen - past_len, past_len + length, window, x.device)
+        for i, block in enumerate(self.blocks):
+            past = None
+            if cache is not None and cache.keys[i] is not None:
+                past = (cache.keys[i], cache.values[i])
+            x, k, v = block(x, mask, past)
+            if cache is not None:
+                keep = window - 1
+                cache.keys[i], cache.values[i] = k[:, :, -keep:], v[:, :, -keep:]
+        if cache is not None:
+            cache.seen += length
+        return self.ln_f(x)
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                time_steps: torch.Tensor) -> torch.Tensor:
+        """Action logits (B, T, A) for every state of the stream (B, T) (from the state tokens)."""
+        h = self.run_tokens(self.embed(states, actions, rewards, time_steps))
+        return self.head(h[:, 0::3])
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.cfg.num_layers, self.cfg.window)
+
+    def step_state(self, state: torch.Tensor, time_step: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feed s_t (B,) with its time step; returns the logits (B, A) of a_t. Time-step positions only."""
+        zeros = torch.zeros_like(state)
+        x = self.embed(state[:, None], zeros[:, None], zeros[:, None], time_step[:, None])[:, :1]
+        return self.head(self.run_tokens(x, cache)[:, -1])
+
+    def step_outcome(self, action: torch.Tensor, reward: torch.Tensor, time_step: torch.Tensor,
+                     cache: KVCache) -> None:
+        """Feed a_t and r_t (B,) (same time step as s_t) into the cache."""
+        x = self.embed(torch.zeros_like(action)[:, None], action[:, None], reward[:, None], time_step[:, None])
+        self.run_tokens(x[:, 1:], cache)

@@ -1,0 +1,122 @@
+"""Algorithm Distillation: KV-cache equivalence (incl. rolling), schedules, and collect -> distill -> eval
+end to end through the real CLI."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlcli.algos.ad import cosine_lr
+from rlcli.envs.darkroom import task_goal
+from rlcli.nets.ad_transformer import ADModelConfig, ADTransformer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machine is shared
+
+
+def _model(positions="time_step", context_len=5):
+    torch.manual_seed(0)
+    cfg = ADModelConfig(81, 5, 20, context_len=context_len, embed_dim=32, num_layers=3, num_heads=4, ff_dim=64,
+                        positions=positions)
+    return ADTransformer(cfg).eval()
+
+
+def _stream(b, t, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 81, (b, t), generator=g), torch.randint(0, 5, (b, t), generator=g),
+            torch.randint(0, 2, (b, t), generator=g), torch.randint(0, 20, (b, t), generator=g))
+
+
+@torch.no_grad()
+def test_cached_rolled_and_uncached_generation_agree():
+    model = _model(context_len=5)  # window of 15 tokens; 23 transitions = 69 tokens: the cache rolls
+    s, a, r, ts = _stream(4, 23)
+    uncached = torch.softmax(model(s, a, r, ts), -1)  # full recompute with the sliding-window mask
+    cache = model.new_cache()
+    cached = []
+    for t in range(s.shape[1]):
+        cached.append(torch.softmax(model.step_state(s[:, t], ts[:, t], cache), -1))
+        model.step_outcome(a[:, t], r[:, t], ts[:, t], cache)
+        assert cache.length <= model.cfg.window - 1
+    cached = torch.stack(cached, 1)
+    assert cache.seen == 3 * 23
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)
+    # within the first window the sliding mask is plain causal attention: a fresh forward on a prefix agrees
+    prefix = torch.softmax(model(s[:, :5], a[:, :5], r[:, :5], ts[:, :5]), -1)
+    torch.testing.assert_close(prefix, cached[:, :5], atol=1e-5, rtol=0)
+    # past the window, what left the window no longer matters to the first layer's keys: changing the first
+    # transition changes nothing once every layer's receptive field has slid past it
+    s2 = s.clone()
+    s2[:, 0] = (s[:, 0] + 1) % 81
+    moved = torch.softmax(model(s2, a, r, ts), -1)
+    assert not torch.allclose(moved[:, 1], uncached[:, 1])
+    torch.testing.assert_close(moved[:, -1], uncached[:, -1], atol=1e-6, rtol=0)
+
+
+def test_in_context_rollout_with_both_position_kinds():
+    from rlcli.evaluation.in_context import run_in_context
+
+    params = {"size": 9, "max_steps": 20, "terminate_on_goal": True}
+    for positions in ("time_step", "learned"):
+        r = run_in_context(_model(positions, context_len=8), [0, 31, 79], 3, params, seed=0)
+        assert r.returns.shape == (3, 3) and set(np.unique(r.returns)) <= {0.0, 1.0}
+        assert ((r.lengths >= 1) & (r.lengths <= 20)).all()
+        assert r.dones.sum(1).min() >= 3  # every row finished its 3 episodes
+        assert (r.returns == (r.lengths < 20)).all()  # seed variant: success <=> ended before the limit
+        for row, task in enumerate([0, 31, 79]):  # the recorded path ends on the goal exactly when it succeeded
+            row_goal = task_goal(task)
+            ends = np.flatnonzero(r.dones[row])[:3]
+            assert ((r.cells[row, ends] == row_goal[0] * 9 + row_goal[1]) == (r.returns[row] == 1)).all()
+
+
+def test_cosine_schedule():
+    assert cosine_lr(0, 100, 3e-4, 2e-6, 0) == pytest.approx(3e-4)
+    assert cosine_lr(50, 100, 3e-4, 2e-6, 0) == pytest.approx((3e-4 + 2e-6) / 2)
+    assert cosine_lr(100, 100, 3e-4, 2e-6, 0) == pytest.approx(2e-6)
+    assert cosine_lr(4, 100, 3e-4, 2e-6, 10) == pytest.approx(3e-4 * 5 / 10)
+
+
+def _rlcli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "rlcli.cli.main", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_collect_distill_eval_end_to_end(tmp_path):
+    data = tmp_path / "data.h5"
+    r = _rlcli("collect", "darkroom", "--out", str(data), "--tasks", "4", "--steps", "3000", "-q",
+               "--set", "collect.num_test_tasks=2", "--set", "collect.histories_per_task=2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "10 agents, 10 histories" in r.stdout
+    small = ["--set", "ad.context_len=20", "--set", "ad.embed_dim=16", "--set", "ad.num_layers=1",
+             "--set", "ad.ff_dim=32", "--set", "ad.eval_episodes=3", "--set", "ad.batch_size=4"]
+    r = _rlcli("distill", "darkroom", "--histories", str(data), "--steps", "6", "--runs-dir", str(tmp_path / "runs"),
+               "--name", "ad", "-q", "--tensorboard", "--set", "run.eval_every=3", *small, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "in-context return" in r.stdout
+    run = tmp_path / "runs" / "ad"
+    from rlcli.storage.metrics import read_metrics
+
+    m = read_metrics(run / "metrics.h5")
+    assert {"loss", "accuracy", "learning_rate", "eval_return"} <= set(m)
+    assert m["loss"].shape[0] == 6 and m["eval_return"][:, 0].tolist() == [3.0, 6.0]
+    r = _rlcli("eval", str(run), "--tasks", "test", "--episodes", "4", "--gifs", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "A2C source agents" in r.stdout and "last 4 episodes" in r.stdout
+    assert (run / "eval" / "in_context.png").is_file()
+    assert len(list((run / "eval").glob("path-task*.gif"))) == 2
+    # resume continues the run to more steps
+    r = _rlcli("distill", "darkroom", "--resume", str(run), "--steps", "8", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert read_metrics(run / "metrics.h5")["loss"].shape[0] == 8
+    # user errors exit 2 with one line
+    r = _rlcli("distill", "darkroom", "--histories", str(tmp_path / "missing.h5"), "--runs-dir",
+               str(tmp_path / "runs"), "-q", *small, cwd=tmp_path)
+    assert r.returncode == 2 and "missing.h5" in r.stderr and "Traceback" not in r.stderr
+    r = _rlcli("collect", "darkroom", "--out", str(data), "-q", cwd=tmp_path)
+    assert r.returncode == 2 and "complete" in r.stderr

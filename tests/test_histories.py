@@ -1,0 +1,149 @@
+"""HDF5 learning histories: round trip, partial window reads, windows inside one history, resumable collection."""
+
+import os
+import signal
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from rlcli.algos.ad import WindowSampler
+from rlcli.storage.errors import CorruptFileError
+from rlcli.storage.histories import FIELDS, HistoryReader, HistorySpec, HistoryWriter, episode_returns
+
+torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machine is shared
+
+
+def _random_chunk(rng, h, t):
+    return {"obs": rng.integers(0, 81, (h, t)), "action": rng.integers(0, 5, (h, t)),
+            "reward": rng.integers(0, 2, (h, t)).astype(np.float32), "done": rng.random((h, t)) < 0.1,
+            "time_step": rng.integers(0, 20, (h, t))}
+
+
+def test_round_trip_and_partial_windows(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "h.h5"
+    specs = [HistorySpec(3, "train", 0, 0), HistorySpec(3, "train", 0, 1), HistorySpec(7, "test", 1, 0)]
+    w = HistoryWriter(path, specs, {"size": 9, "max_steps": 20}, [3, 5], [7], [3, 7], ["train", "test"],
+                      "x = 1\n", chunk_size=64)
+    chunks = [_random_chunk(rng, 3, 100), _random_chunk(rng, 3, 57)]
+    for c in chunks:
+        w.append(**c)
+    w.append_curve(100, np.array([0.5, 0.25]))
+    w.append_curve(200, np.array([0.75, np.nan]))
+    w.mark_complete()
+    w.close()
+    full = {k: np.concatenate([c[k] for c in chunks], axis=1) for k in FIELDS}
+    with HistoryReader(path) as r:
+        assert r.complete and r.train_tasks == [3, 5] and r.test_tasks == [7] and r.env_params["size"] == 9
+        assert [(h.task, h.split, h.length) for h in r.histories] == [(3, "train", 157), (3, "train", 157),
+                                                                     (7, "test", 157)]
+        assert [h.index for h in r.select("train")] == [0, 1]
+        for i in range(3):
+            whole = r.read(i)
+            for k, dtype in FIELDS.items():
+                assert whole[k].dtype == dtype
+                np.testing.assert_array_equal(whole[k], full[k][i].astype(dtype))
+        win = r.windows([(1, 90), (2, 0), (0, 157 - 32)], 32)  # crosses the append boundary and chunk edges
+        for row, (i, s) in enumerate([(1, 90), (2, 0), (0, 125)]):
+            for k, dtype in FIELDS.items():
+                np.testing.assert_array_equal(win[k][row], full[k][i, s:s + 32].astype(dtype))
+        np.testing.assert_array_equal(r.window(2, 10, 5)["obs"], full["obs"][2, 10:15])
+        with pytest.raises(IndexError):
+            r.windows([(0, 130)], 32)  # would run past the end of history 0
+        steps, returns, tasks, splits = r.curves()
+        assert steps.tolist() == [100, 200] and tasks.tolist() == [3, 7] and splits.tolist() == ["train", "test"]
+        assert returns[0].tolist() == [0.5, 0.75] and np.isnan(returns[1, 1])
+    with h5py.File(path) as f:  # chunked + compressed, so a window decompresses only the chunks it covers
+        ds = f["histories/h00000/obs"]
+        assert ds.chunks == (64,) and ds.compression == "gzip" and ds.maxshape == (None,)
+
+
+def test_episode_returns():
+    reward = np.array([0, 0, 1, 0, 1, 1, 0], dtype=np.float32)
+    done = np.array([0, 0, 1, 0, 0, 1, 0], dtype=bool)
+    assert episode_returns(reward, done).tolist() == [1.0, 2.0]  # the unfinished last episode is left out
+
+
+def test_windows_never_cross_histories():
+    sampler = WindowSampler([50, 10, 300, 31], [4, 5, 6, 7], 32, seed=0)
+    lengths = {4: 50, 5: 10, 6: 300, 7: 31}
+    picks = sampler.sample(20000)
+    assert all(0 <= s and s + 32 <= lengths[i] for i, s in picks)
+    seen = {i for i, _ in picks}
+    assert seen == {4, 6}  # histories shorter than a window are never sampled
+    starts6 = {s for i, s in picks if i == 6}
+    assert min(starts6) == 0 and max(starts6) == 300 - 32  # every window of a history can be drawn
+    # uniform over windows: history 6 has 269 windows, history 4 has 19
+    share = sum(i == 6 for i, _ in picks) / len(picks)
+    assert abs(share - 269 / 288) < 0.02
+
+
+def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    with pytest.raises(CorruptFileError):
+        HistoryReader(bad)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.attrs["format"] = "something-else"
+    with pytest.raises(CorruptFileError, match="not an rlcli learning-histories"):
+        HistoryReader(other)
+
+
+def _tiny_cfg(seed=0):
+    from rlcli.config.presets import resolve_config
+
+    return resolve_config("ad", env="darkroom", preset="darkroom-ad", overrides=[
+        f"run.seed={seed}", "collect.num_test_tasks=2", "collect.max_train_tasks=3", "collect.histories_per_task=2",
+        "collect.steps_per_agent=2000", "collect.streams_per_agent=2", "collect.flush_every=3",
+        "collect.curve_every=2", "collect.checkpoint_every=4", "collect.chunk_size=64",
+        "collect.episode_stride=2"])
+
+
+def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
+    from rlcli.algos.collect import CollectionInterrupted, collect, resume_path
+
+    ref = tmp_path / "ref.h5"
+    res = collect(_tiny_cfg(), ref)
+    assert res.num_agents == 3 * 2 + 2 and res.num_histories == 16 and not resume_path(ref).exists()
+
+    out = tmp_path / "out.h5"
+
+    def ctrl_c(updates):
+        if updates == 13:  # between checkpoints (every 4) and flushes (every 3)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(CollectionInterrupted):
+        collect(_tiny_cfg(), out, callbacks=[ctrl_c])
+    assert resume_path(out).exists()
+    with HistoryReader(out) as r:
+        assert not r.complete and 0 < r.histories[0].length < 13 * 10  # every other episode is stored
+    res2 = collect(_tiny_cfg(), out)
+    assert res2.resumed and not resume_path(out).exists()
+    with HistoryReader(ref) as a, HistoryReader(out) as b:
+        assert b.complete and len(a.histories) == len(b.histories)
+        for i in range(len(a.histories)):
+            ha, hb = a.read(i), b.read(i)
+            # subsampled histories hold whole episodes: each starts at time step 0 and counts up
+            starts = np.concatenate([[0], np.flatnonzero(ha["done"][:-1]) + 1])
+            assert (ha["time_step"][starts] == 0).all()
+            assert (np.diff(ha["time_step"].astype(int))[~ha["done"][:-1]] == 1).all()
+            for k in FIELDS:
+                np.testing.assert_array_equal(ha[k], hb[k])
+        for x, y in zip(a.curves(), b.curves(), strict=True):
+            np.testing.assert_array_equal(x, y)
+    # a finished file is never overwritten
+    from rlcli.config.fields import ConfigError
+
+    with pytest.raises(ConfigError, match="complete"):
+        collect(_tiny_cfg(), out)
+
+
+def test_split_is_seeded_and_stored(tmp_path):
+    from rlcli.algos.collect import split_tasks
+
+    train, test = split_tasks(0, 23)
+    assert len(train) == 57 and len(test) == 23 and not set(train) & set(test)
+    assert split_tasks(0, 23) == (train, test) and split_tasks(1, 23) != (train, test)
