@@ -78,7 +78,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     """
     from rlcli.algos.a2c import BatchedA2C
     from rlcli.engine.seeding import resolve_device, seed_everything
-    from rlcli.engine.train import _InterruptFlag
+    from rlcli.engine.signals import InterruptFlag
     from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint
 
     if cfg.env.id != "darkroom":
@@ -172,7 +172,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     recent: list[float] = []
     shape = (hp.num_steps, n_agents, n_envs)
     try:
-        with _InterruptFlag() as interrupt:
+        with InterruptFlag() as interrupt:
             while updates < updates_total:
                 r_obs = torch.empty(shape, dtype=torch.long, device=device)
                 r_act = torch.empty_like(r_obs)
