@@ -36,6 +36,7 @@ class RolloutCollector:
         self.episode_return = np.zeros(self.num_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
 
+    @torch.no_grad()  # rollouts never need gradients (one context for the whole rollout, not one per step)
     def collect(self, timer: PhaseTimer, on_step=None) -> tuple[list[float], list[int], torch.Tensor]:
         """Fill the buffer; returns (finished episode returns, their lengths, V(next_obs) (B,)).
 
@@ -45,7 +46,7 @@ class RolloutCollector:
         finished_lengths: list[int] = []
         buffer, policy = self.buffer, self.policy
         for t in range(buffer.num_steps):
-            with timer.phase("inference"), torch.no_grad():
+            with timer.phase("inference"):
                 obs = self.next_obs
                 step = policy.act(obs)
             with timer.phase("env"):
@@ -55,7 +56,7 @@ class RolloutCollector:
             self.episode_length += 1
             reward_t = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
             if truncated.any():
-                with timer.phase("inference"), torch.no_grad():
+                with timer.phase("inference"):
                     idx = np.flatnonzero(truncated)
                     final_obs = np.stack([info["final_obs"][i] for i in idx])
                     final_value = policy.value(torch.as_tensor(final_obs, device=self.device))
@@ -72,7 +73,7 @@ class RolloutCollector:
                        **step.extras)
             if on_step is not None:
                 on_step(t, step, self.next_obs, info)
-        with timer.phase("inference"), torch.no_grad():
+        with timer.phase("inference"):
             next_value = policy.value(self.next_obs)
         return finished_returns, finished_lengths, next_value
 

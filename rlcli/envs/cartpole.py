@@ -76,19 +76,20 @@ class CartPoleVectorEnv(VectorEnv):
         return self.state.astype(np.float32), {}
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        x, x_dot, theta, theta_dot = self.state.T
+        state = self.state  # (B, 4), updated in place: explicit Euler, as gymnasium's CartPole
+        x_dot, theta, theta_dot = state[:, 1], state[:, 2], state[:, 3]
         force = np.where(np.asarray(actions) == 1, self.force_mag, -self.force_mag)
         costheta, sintheta = np.cos(theta), np.sin(theta)
         temp = (force + self.polemass_length * theta_dot**2 * sintheta) / self.total_mass
         thetaacc = (self.gravity * sintheta - costheta * temp) / (
             self.length * (4.0 / 3.0 - self.masspole * costheta**2 / self.total_mass))
         xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
-        x = x + self.tau * x_dot
-        x_dot = x_dot + self.tau * xacc
-        theta = theta + self.tau * theta_dot
-        theta_dot = theta_dot + self.tau * thetaacc
-        self.state = np.stack([x, x_dot, theta, theta_dot], axis=1)
+        state[:, 0] += self.tau * x_dot  # x uses the old x_dot, theta the old theta_dot
+        state[:, 1] += self.tau * xacc
+        state[:, 2] += self.tau * theta_dot
+        state[:, 3] += self.tau * thetaacc
         self.steps += 1
+        x, theta = state[:, 0], state[:, 2]
 
         terminated = (np.abs(x) > X_THRESHOLD) | (np.abs(theta) > THETA_THRESHOLD)
         truncated = (self.steps >= self.max_episode_steps) & ~terminated
@@ -97,7 +98,7 @@ class CartPoleVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         done = terminated | truncated
         if done.any():
-            infos["final_obs"] = obs.copy()
+            infos["final_obs"] = obs  # a fresh array: obs is rebuilt below
             infos["_final_obs"] = done
             n = int(done.sum())
             self.state[done] = self.np_random.uniform(-0.05, 0.05, size=(n, 4))
