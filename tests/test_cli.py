@@ -31,6 +31,8 @@ def test_train_eval_video_and_resume(cli, tmp_path):
     ev = cli("eval", str(run), "--episodes", "3", "--video", str(tmp_path / "ep.gif"), check_rc=0)
     assert "3 deterministic episodes: return" in ev.stdout
     assert (tmp_path / "ep.gif").stat().st_size > 1000
+    cli("eval", str(run), "--episodes", "1", "--video", str(tmp_path / "ep.mp4"), check_rc=0)
+    assert (tmp_path / "ep.mp4").read_bytes()[4:8] == b"ftyp"  # an MP4 container
 
     cli("train", "ppo", "--resume", str(run), "--steps", "1024", check_rc=0)
     assert load_checkpoint(run / "checkpoints" / "last.h5").attrs["step"] == 1024

@@ -25,7 +25,6 @@ def distill_command(
 ) -> None:
     """Distill the source algorithm into a causal transformer; evaluates it in context on held-out tasks."""
     import sys
-    from pathlib import Path
 
     from rlcli.cli.collect import ad_config
     from rlcli.cli.display import make_reporter, print_options
@@ -45,15 +44,9 @@ def distill_command(
         extra["ad"]["histories"] = histories
     extra = {k: v for k, v in extra.items() if v}
     if resume is not None:
-        from rlcli.config.fields import ConfigError
-        from rlcli.config.presets import load_run_config, parse_override
-        from rlcli.config.schema import build_config
+        from rlcli.cli.train import resumed_config
 
-        config_path = Path(resume) / "config.toml"
-        if not config_path.is_file():
-            raise ConfigError(f"'{resume}' is not a run folder (no config.toml); pass the folder under runs/")
-        saved = load_run_config(config_path)
-        cfg = build_config("ad", [saved.to_dict()] + [parse_override(o) for o in overrides] + [extra])
+        cfg = resumed_config(resume, "ad", None, overrides, extra or None)
     else:
         cfg = ad_config(env, preset, overrides, extra or None)
     if dry_run:

@@ -11,14 +11,32 @@ import typer
 from rlcli.cli.app import app
 
 
+def resumed_config(resume: str, algo: str | None, env: str | None, overrides: list[str],
+                   extra: dict[str, dict[str, Any]] | None):
+    """The saved config of run folder ``resume`` with ``overrides`` and CLI flags (``extra``) on top."""
+    from rlcli.config.fields import ConfigError
+    from rlcli.config.presets import load_run_config, parse_override
+    from rlcli.config.schema import build_config
+
+    config_path = Path(resume) / "config.toml"
+    if not config_path.is_file():
+        raise ConfigError(f"'{resume}' is not a run folder (no config.toml); pass the folder under runs/")
+    saved = load_run_config(config_path)
+    if algo is not None and algo != saved.algo:
+        raise ConfigError(f"'{resume}' is a '{saved.algo}' run; use `rlcli train {saved.algo} --resume {resume}`")
+    if env is not None and env != saved.env.id:
+        raise ConfigError(f"'{resume}' trains on '{saved.env.id}', not '{env}'; drop --env to resume")
+    layers = [saved.to_dict()] + [parse_override(o) for o in overrides] + ([extra] if extra else [])
+    return build_config(saved.algo, layers)
+
+
 def config_from_args(algo: str | None, env: str | None, preset: str | None, overrides: list[str],
                      policy: str | None, technique: str | None, steps: int | None, device: str | None,
                      runs_dir: str | None, name: str | None, tensorboard: bool | None,
                      resume: str | None = None):
     """The Config a train command line means (shared by ``train`` and ``profile train``)."""
     from rlcli.config.fields import ConfigError
-    from rlcli.config.presets import load_run_config, parse_override, resolve_config
-    from rlcli.config.schema import build_config
+    from rlcli.config.presets import resolve_config
 
     flags = {("policy", "name"): policy, ("run", "technique"): technique, ("run", "total_steps"): steps,
              ("run", "device"): device, ("run", "runs_dir"): runs_dir, ("run", "name"): name,
@@ -29,16 +47,7 @@ def config_from_args(algo: str | None, env: str | None, preset: str | None, over
             extra[section][key] = value
     extra = {k: v for k, v in extra.items() if v}
     if resume is not None:
-        config_path = Path(resume) / "config.toml"
-        if not config_path.is_file():
-            raise ConfigError(f"'{resume}' is not a run folder (no config.toml); pass the folder under runs/")
-        saved = load_run_config(config_path)
-        if algo is not None and algo != saved.algo:
-            raise ConfigError(f"'{resume}' is a '{saved.algo}' run; use `rlcli train {saved.algo} --resume {resume}`")
-        if env is not None and env != saved.env.id:
-            raise ConfigError(f"'{resume}' trains on '{saved.env.id}', not '{env}'; drop --env to resume")
-        layers = [saved.to_dict()] + [parse_override(o) for o in overrides] + ([extra] if extra else [])
-        return build_config(saved.algo, layers)
+        return resumed_config(resume, algo, env, overrides, extra)
     if algo is None:
         raise ConfigError("name the algorithm to train, e.g. `rlcli train ppo --env cartpole`")
     return resolve_config(algo, env=env, preset=preset, overrides=overrides, extra=extra or None)

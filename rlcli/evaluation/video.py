@@ -1,7 +1,8 @@
-"""Record one evaluation episode to a GIF (Pillow) or MP4 (imageio + ffmpeg, the ``video`` extra)."""
+"""Record one evaluation episode to a GIF (Pillow) or MP4 (imageio-ffmpeg, the ``video`` extra)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,12 +23,21 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int = 30) -> Path:
         images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     elif suffix == ".mp4":
         try:
-            import imageio.v2 as imageio
-        except ModuleNotFoundError:
-            raise ConfigError("writing .mp4 needs imageio; install it with: pip install 'rlcli[video]'") from None
-        with imageio.get_writer(path, fps=fps, macro_block_size=1) as writer:
-            for f in frames:
-                writer.append_data(f)
+            with warnings.catch_warnings():  # imageio-ffmpeg 0.3 imports the deprecated pkg_resources
+                warnings.simplefilter("ignore")
+                import imageio_ffmpeg
+        except ModuleNotFoundError as e:  # imageio-ffmpeg itself, or pkg_resources (setuptools) for its 0.3
+            raise ConfigError(f"writing .mp4 needs the package '{e.name}'; install the video extra with: "
+                              f"pip install 'rlcli[video]'") from None
+        # imageio-ffmpeg's own writer (an ffmpeg binary ships with it): its API is the same in 0.3, which
+        # procgen's gym3 pins, and in later releases; imageio's ffmpeg plugin needs a newer imageio-ffmpeg
+        height, width = frames[0].shape[:2]
+        writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=fps, macro_block_size=1,
+                                               ffmpeg_log_level="error")
+        writer.send(None)  # start the generator
+        for f in frames:
+            writer.send(np.ascontiguousarray(f))
+        writer.close()
     else:
         raise ConfigError(f"video file '{path}' must end in .gif or .mp4")
     return path
