@@ -1,8 +1,7 @@
 """A tiny study end to end through the real CLI: train --study (with a killed run, a resumed run and a
 rerun), eval --shift, report --heatmap; and study-file errors that stop everything before it starts.
 
-Only ppo exists on this branch, so the study is 1 algorithm x 2 techniques x 1 env x 2 seeds; once dqn
-is merged, add it to STUDY's algorithms to make it the issue's 2 x 2 x 1 x 2.
+The study is the issue's 2 algorithms (ppo, dqn) x 2 techniques x 1 env x 2 seeds, on tiny budgets.
 """
 
 from __future__ import annotations
@@ -20,10 +19,13 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-RUNS = ["ppo-cartpole-baseline-s0", "ppo-cartpole-baseline-s1", "ppo-cartpole-reg-s0", "ppo-cartpole-reg-s1"]
+ALGOS = ["ppo", "dqn"]
+TECHNIQUES = ["baseline", "reg"]
+# the study's plan order: environment, then algorithm, then technique, then seed
+RUNS = [f"{algo}-cartpole-{technique}-s{seed}" for algo in ALGOS for technique in TECHNIQUES for seed in (0, 1)]
 STUDY = """
 [study]
-algorithms = ["ppo"]
+algorithms = ["ppo", "dqn"]
 techniques = ["baseline", "reg"]
 environments = ["cartpole"]
 seeds = [0, 1]
@@ -37,6 +39,9 @@ total_steps = 1024
 eval_every = 512
 eval_episodes = 3
 checkpoint_every = 512
+
+[config.dqn.dqn]
+learning_starts = 256  # the default 1000 would leave a 1024-step run almost no updates
 """
 
 
@@ -98,8 +103,8 @@ def study(tmp_path_factory):
 def test_a_killed_run_does_not_stop_the_others(study):
     assert study.first.returncode == 1, study.first.stderr
     assert f"{RUNS[1]} FAILED (exit -9)" in study.first.stdout
-    assert "1 of 4 runs failed" in study.first.stderr
-    for name in (RUNS[0], RUNS[2], RUNS[3]):
+    assert f"1 of {len(RUNS)} runs failed" in study.first.stderr
+    for name in RUNS[:1] + RUNS[2:]:
         assert f"{name} done" in study.first.stdout
         assert last_step(study.runs_dir / name) == 1024
 
@@ -107,7 +112,7 @@ def test_a_killed_run_does_not_stop_the_others(study):
 def test_rerun_skips_complete_runs_and_finishes_the_others(study):
     assert study.second.returncode == 0, study.second.stdout + study.second.stderr
     plan = study.second.stdout.splitlines()[0]
-    assert "2 complete, 1 to evaluate" in plan  # and the killed run: restarted or new
+    assert f"{len(RUNS) - 2} complete, 1 to evaluate" in plan  # and the killed run: restarted or new
     assert f"{RUNS[1]} done" in study.second.stdout
     assert f"{RUNS[2]} done" in study.second.stdout and "(evaluate)" in study.second.stdout
     for name, mtime in study.mtimes.items():
@@ -115,7 +120,7 @@ def test_rerun_skips_complete_runs_and_finishes_the_others(study):
     for name in RUNS:
         assert (study.runs_dir / name / "shift.h5").is_file()
         assert last_step(study.runs_dir / name) == 1024
-    assert "2 skipped" in study.second.stdout
+    assert f"{len(RUNS) - 2} skipped" in study.second.stdout
 
 
 def test_an_incomplete_run_is_resumed_not_restarted(study):
@@ -131,18 +136,23 @@ def test_an_incomplete_run_is_resumed_not_restarted(study):
 def test_best_checkpoint_per_algorithm_and_env_is_kept_with_its_technique_and_seed(study):
     from rlcli.config.presets import read_toml
 
-    scores = []
-    for i, name in enumerate(RUNS):
-        with h5py.File(study.runs_dir / name / "checkpoints" / "best.h5", "r") as f:
-            scores.append((-float(f.attrs["eval_return"]), i, name))
-    _, _, best = min(scores)
-    record = read_toml(study.runs_dir / "best" / "best.toml")["ppo-cartpole"]
-    assert record["run"] == best
-    assert record["eval_return"] == -min(scores)[0]
-    with h5py.File(study.runs_dir / "best" / "ppo-cartpole.h5", "r") as f:
-        assert f.attrs["study_technique"] == record["technique"] == best.split("-")[2]
-        assert int(f.attrs["study_seed"]) == record["seed"] == int(best[-1])
-        assert f.attrs["format"] == "rlcli-checkpoint"
+    records = read_toml(study.runs_dir / "best" / "best.toml")
+    assert set(records) == {f"{algo}-cartpole" for algo in ALGOS}
+    for algo in ALGOS:
+        scores = []
+        for i, name in enumerate(RUNS):
+            if name.startswith(f"{algo}-"):
+                with h5py.File(study.runs_dir / name / "checkpoints" / "best.h5", "r") as f:
+                    scores.append((-float(f.attrs["eval_return"]), i, name))
+        assert len(scores) == len(TECHNIQUES) * 2
+        _, _, best = min(scores)  # ties go to the run planned first
+        record = records[f"{algo}-cartpole"]
+        assert record["run"] == best, algo
+        assert record["eval_return"] == -min(scores)[0]
+        with h5py.File(study.runs_dir / "best" / f"{algo}-cartpole.h5", "r") as f:
+            assert f.attrs["study_technique"] == record["technique"] == best.split("-")[2]
+            assert int(f.attrs["study_seed"]) == record["seed"] == int(best[-1])
+            assert f.attrs["format"] == "rlcli-checkpoint"
 
 
 def test_eval_shift_from_the_cli_reproduces_the_studys_curve(study):
@@ -170,22 +180,23 @@ def test_report_heatmap_holds_the_runs_numbers(study, tmp_path):
     grs = {name: read_shift(study.runs_dir / name / "shift.h5").grs for name in RUNS}
     for name, value in grs.items():
         assert f"{value:.3f}" in res.stdout and f"| {name} |" in md
-    for technique in ("baseline", "reg"):
-        cell = np.mean([v for n, v in grs.items() if f"-{technique}-" in n])
-        assert f"{cell:.3f}" in res.stdout  # the coloured terminal heatmap
-        assert f"| ppo + {technique} | {cell:.3f} [" in md
+    for algo in ALGOS:
+        for technique in TECHNIQUES:
+            cell = np.mean([v for n, v in grs.items() if n.startswith(f"{algo}-") and f"-{technique}-" in n])
+            assert f"{cell:.3f}" in res.stdout  # the coloured terminal heatmap
+            assert f"| {algo} + {technique} | {cell:.3f} [" in md
     assert "generalises best" in md
 
 
 @pytest.mark.parametrize("edit, message", [
-    ('algorithms = ["ppo"]', "unknown algorithm 'nope'"),
+    ('algorithms = ["ppo", "dqn"]', "unknown algorithm 'nope'"),
     ('environments = ["cartpole"]', "unknown environment 'nope'"),
     ("total_steps = 1024", "unknown key 'run.total_step'"),
     ("seeds = [0, 1]", "names technique 'garr'"),
 ])
 def test_study_file_errors_exit_2_before_anything_starts(tmp_path, edit, message):
     runs_dir = tmp_path / "runs"
-    bad = {'algorithms = ["ppo"]': 'algorithms = ["ppo", "nope"]',
+    bad = {'algorithms = ["ppo", "dqn"]': 'algorithms = ["ppo", "dqn", "nope"]',
            'environments = ["cartpole"]': 'environments = ["cartpole", "nope"]',
            "total_steps = 1024": "total_step = 1024",
            "seeds = [0, 1]": 'seeds = [0, 1]\nexclude = [{technique = "garr"}]'}[edit]
@@ -226,8 +237,9 @@ def test_ctrl_c_saves_running_runs_starts_no_more_and_a_rerun_resumes(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, out + err
-    assert "1 interrupted, 1 not started" in out and "continue with: rlcli train --study" in err
+    assert "1 interrupted, 3 not started" in out and "continue with: rlcli train --study" in err
     assert 0 < last_step(first) < 1_000_000
-    assert not (runs_dir / "ppo-cartpole-baseline-s1").exists()
+    for name in ("ppo-cartpole-baseline-s1", "dqn-cartpole-baseline-s0", "dqn-cartpole-baseline-s1"):
+        assert not (runs_dir / name).exists()
     plan = cli("train", "--study", str(path), "--dry-run")
-    assert plan.returncode == 0 and "(1 to resume, 1 new)" in plan.stdout
+    assert plan.returncode == 0 and "(1 to resume, 3 new)" in plan.stdout
