@@ -156,7 +156,7 @@ class PPO(Algorithm):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         hp = self.cfg.ppo
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor | float] = {}
         count = 0
         for _ in range(hp.num_epochs):
             perm = torch.randperm(self.batch_size, device=self.device)
@@ -178,10 +178,11 @@ class PPO(Algorithm):
                     loss.backward()
                 nn.utils.clip_grad_norm_(self.policy.parameters(), hp.max_grad_norm)
                 self.optimizer.step()
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                for k, v in stats.items():  # tensors: one .item() per stat at the end, not per minibatch
+                    v = v.detach() if isinstance(v, torch.Tensor) else v
+                    sums[k] = sums[k] + v if k in sums else v
                 count += 1
-        return {k: v / count for k, v in sums.items()}
+        return {k: float(v) / count for k, v in sums.items()}
 
     # -- evaluation and checkpoints -----------------------------------------------------------------------
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

@@ -54,7 +54,7 @@ class RolloutCollector:
             done = terminated | truncated
             self.episode_return += reward
             self.episode_length += 1
-            reward_t = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
+            reward_t = torch.from_numpy(np.asarray(reward, dtype=np.float32)).to(self.device)
             if truncated.any():
                 with timer.phase("inference"):
                     idx = np.flatnonzero(truncated)
@@ -69,7 +69,7 @@ class RolloutCollector:
                 self.episode_length[done] = 0
             self.next_obs = torch.as_tensor(next_obs, device=self.device)
             buffer.add(t, obs=obs, actions=step.action, logprobs=step.logprob, values=step.value,
-                       rewards=reward_t, dones=torch.as_tensor(done, dtype=torch.float32, device=self.device),
+                       rewards=reward_t, dones=torch.from_numpy(done.astype(np.float32)).to(self.device),
                        **step.extras)
             if on_step is not None:
                 on_step(t, step, self.next_obs, info)
