@@ -131,18 +131,17 @@ class RND(PPO):
 
     def on_step(self, timer: PhaseTimer):
         """The collector's per-step hook: store RND's view of the reached observations and their novelty."""
-        buf = self.collector.buffer
 
-        def hook(t: int, step, next_obs: torch.Tensor, info: dict) -> None:
+        def hook(row: dict[str, torch.Tensor], step, next_obs: torch.Tensor, info: dict) -> None:
             with timer.phase("rnd"):
-                done = buf["dones"][t].cpu().numpy() > 0
+                done = row["dones"].cpu().numpy() > 0
                 reached = torch.as_tensor(final_observations(next_obs.cpu().numpy(), done, info), device=self.device)
                 view = rnd_view(reached)
-                buf["rnd_obs"][t] = view
-                buf["int_rewards"][t] = self.intrinsic_reward(view)
+                row["rnd_obs"] = view
+                row["int_rewards"] = self.intrinsic_reward(view)
                 if self.cfg.rnd.life_loss_ends_ext and "life_loss" in info:
                     life_loss = torch.as_tensor(np.asarray(info["life_loss"], dtype=np.float32), device=self.device)
-                    buf["dones"][t] = torch.maximum(buf["dones"][t], life_loss)
+                    row["dones"] = torch.maximum(row["dones"], life_loss)
                 if "room" in info:
                     rooms = np.asarray(info["room"])[np.asarray(info.get("_room", np.ones(len(done), bool)))]
                     self.rooms.update(int(r) for r in rooms)

@@ -40,12 +40,15 @@ class RolloutCollector:
     def collect(self, timer: PhaseTimer, on_step=None) -> tuple[list[float], list[int], torch.Tensor]:
         """Fill the buffer; returns (finished episode returns, their lengths, V(next_obs) (B,)).
 
-        ``on_step(t, step, next_obs, info)`` may add per-step keys of its own (RND's intrinsic rewards).
+        Each step's values form a row (key -> (B, ...) tensor); the rows are stacked into the buffer once at
+        the end, which costs far less than writing every key at every step. ``on_step(row, step, next_obs,
+        info)`` may read and change the row and add keys of its own (RND's intrinsic rewards).
         """
         finished_returns: list[float] = []
         finished_lengths: list[int] = []
         buffer, policy = self.buffer, self.policy
-        for t in range(buffer.num_steps):
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in buffer.spec}
+        for _ in range(buffer.num_steps):
             with timer.phase("inference"):
                 obs = self.next_obs
                 step = policy.act(obs)
@@ -68,11 +71,16 @@ class RolloutCollector:
                 self.episode_return[done] = 0.0
                 self.episode_length[done] = 0
             self.next_obs = torch.as_tensor(next_obs, device=self.device)
-            buffer.add(t, obs=obs, actions=step.action, logprobs=step.logprob, values=step.value,
-                       rewards=reward_t, dones=torch.from_numpy(done.astype(np.float32)).to(self.device),
-                       **step.extras)
+            row = {"obs": obs, "actions": step.action, "logprobs": step.logprob, "values": step.value,
+                   "rewards": reward_t, "dones": torch.from_numpy(done.astype(np.float32)).to(self.device),
+                   **step.extras}
             if on_step is not None:
-                on_step(t, step, self.next_obs, info)
+                on_step(row, step, self.next_obs, info)
+            for k, v in row.items():
+                rows[k].append(v)
+        for k, values in rows.items():
+            if values:
+                buffer.data[k].copy_(torch.stack(values))  # (T, B, ...); copy_ casts to the spec's dtype
         with timer.phase("inference"):
             next_value = policy.value(self.next_obs)
         return finished_returns, finished_lengths, next_value
