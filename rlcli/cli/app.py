@@ -29,3 +29,12 @@ class RunFailed(RuntimeError):
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
     state["debug"] = debug
+
+
+def exit_interrupted(result, resume_command: str) -> None:
+    """After Ctrl-C saved a checkpoint: say where and how to continue, then exit 2."""
+    import sys
+
+    print(f"rlcli: interrupted at step {result.steps}; checkpoint saved in {result.run_dir}; continue with: "
+          f"{resume_command}", file=sys.stderr)
+    raise typer.Exit(2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rlcli.cli.app import app
+from rlcli.cli.app import app, exit_interrupted
 
 
 @app.command("distill")
@@ -59,10 +59,7 @@ def distill_command(
     try:
         result = rlcli.distill(cfg, resume=resume, reporter=make_reporter(quiet))
     except TrainingInterrupted as e:
-        r = e.result
-        print(f"rlcli: interrupted at step {r.steps}; checkpoint saved in {r.run_dir}; continue with: "
-              f"rlcli distill {env} --resume {r.run_dir}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        exit_interrupted(e.result, f"rlcli distill {env} --resume {e.result.run_dir}")
     ev = (f"in-context return (last {cfg.ad.eval_last} of {cfg.ad.eval_episodes} episodes, {cfg.ad.eval_tasks} "
           f"tasks) {result.final_eval_return:.2f} ± {result.final_eval_std:.2f}"
           if result.final_eval_return is not None else "no new steps")

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from rlcli.cli.app import app
+from rlcli.cli.app import app, exit_interrupted
 
 
 def resumed_config(resume: str, algo: str | None, env: str | None, overrides: list[str],
@@ -110,10 +110,7 @@ def train(
         try:
             result = rlcli.train(cfg, resume=resume, reporter=make_reporter(quiet))
         except TrainingInterrupted as e:
-            r = e.result
-            print(f"rlcli: interrupted at step {r.steps}; checkpoint saved in {r.run_dir}; continue with: "
-                  f"rlcli train {cfg.algo} --resume {r.run_dir}", file=sys.stderr)
-            raise typer.Exit(2) from None
+            exit_interrupted(e.result, f"rlcli train {cfg.algo} --resume {e.result.run_dir}")
         ev = (f"final eval return {result.final_eval_return:.1f} ± {result.final_eval_std:.1f}"
               if result.final_eval_return is not None else "no new steps")
         print(f"done: {result.steps} steps in {result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s), "
