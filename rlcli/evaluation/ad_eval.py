@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from rlcli.config.fields import ConfigError
-from rlcli.storage.checkpoint import load_checkpoint
+from rlcli.storage.checkpoint import load_checkpoint, read_checkpoint_attrs
 from rlcli.storage.runs import resolve_checkpoint
 
 
 def is_ad_checkpoint(run_or_checkpoint: str | Path, checkpoint: str = "last") -> bool:
-    return load_checkpoint(resolve_checkpoint(run_or_checkpoint, checkpoint)).attrs.get("algo") == "ad"
+    return read_checkpoint_attrs(resolve_checkpoint(run_or_checkpoint, checkpoint)).get("algo") == "ad"
 
 
 @dataclass

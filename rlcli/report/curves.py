@@ -79,12 +79,16 @@ def plot_learning_curves(groups: dict, out: Path, thresholds: dict[str, float] |
         if threshold is not None:
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         ax.set(title=f"Learning curves on {env}", xlabel="env steps", ylabel=" / ".join(sorted(metrics)) or "return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out / f"curves-{_slug(env)}.png"
-        fig.savefig(path, bbox_inches="tight")
-        files.append(path)
+        files.append(_save(fig, ax, out / f"curves-{_slug(env)}.png"))
     return files
+
+
+def _save(fig, ax, path: Path) -> Path:
+    """Grid, legend, write the PNG."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, bbox_inches="tight")
+    return path
 
 
 def plot_grs_curves(groups: dict, out: Path) -> list[Path]:
@@ -108,9 +112,5 @@ def plot_grs_curves(groups: dict, out: Path) -> list[Path]:
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
         ax.set(title=f"Degradation under shift on {env}", xlabel="env.variation_level",
                ylabel="return / return at the lowest level")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out / f"grs-{_slug(env)}.png"
-        fig.savefig(path, bbox_inches="tight")
-        files.append(path)
+        files.append(_save(fig, ax, out / f"grs-{_slug(env)}.png"))
     return files

@@ -133,6 +133,22 @@ class Checkpoint:
         return out
 
 
+def read_checkpoint_attrs(path: Path | str) -> dict[str, Any]:
+    """Only the attributes of a checkpoint (algo, step, config, ...), without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise CorruptFileError(path, "it is not an rlcli checkpoint")
+            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+    except CorruptFileError:
+        raise
+    except (OSError, KeyError, ValueError) as e:
+        raise CorruptFileError(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read a whole checkpoint; a file that is not a readable rlcli checkpoint raises CorruptFileError."""
     path = Path(path)
