@@ -6,7 +6,9 @@ Both train 4 envs x 128 steps per update, 4 epochs x 4 minibatches, Adam lr 2.5e
 actor and critic, GAE(0.99, 0.95), clip 0.2, entropy 0.01, value 0.5, grad-norm 0.5, on the CPU with the
 same torch thread count. Each training runs in its own subprocess (fresh interpreter, no shared state),
 alternating rlcli and SB3; the wall time covers building the agent and ``learn``/``train`` to the last
-step. Three clocks are reported: wall time; CPU time (time.process_time, which other jobs on the machine
+step. Imports happen before the clock starts in both: SB3's by ``from stable_baselines3 import PPO``,
+rlcli's (which imports lazily) by importing its training modules; both also import ``torch._dynamo``
+first, which building any torch optimizer imports (about a second, the same for both). Three clocks are reported: wall time; CPU time (time.process_time, which other jobs on the machine
 inflate less); and train_wall, the wall time less rlcli's final 10-episode evaluation, which SB3 does not
 do (training only, as SB3's ``learn`` is). rlcli's periodic evaluation and GAS probe are off for the same
 reason. Needs the benchmark extra: pip install -e ".[bench]".
@@ -23,7 +25,8 @@ import tempfile
 RLCLI = """
 import json, sys, time, tempfile, torch
 torch.set_num_threads({threads})
-import rlcli
+import torch._dynamo, gymnasium, h5py
+import rlcli, rlcli.engine.train, rlcli.algos.ppo, rlcli.envs.cartpole, rlcli.evaluation.episodes
 with tempfile.TemporaryDirectory() as runs:
     cfg = rlcli.resolve_config("ppo", env="cartpole", overrides=[
         "run.total_steps={steps}", "run.runs_dir=" + runs, "run.torch_threads={threads}", "run.seed=0",
@@ -41,6 +44,7 @@ print(json.dumps({{"steps": result.steps, "wall": wall, "cpu": cpu, "eval": resu
 SB3 = """
 import json, time, torch
 torch.set_num_threads({threads})
+import torch._dynamo
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 t, c = time.perf_counter(), time.process_time()

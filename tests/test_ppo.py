@@ -53,3 +53,17 @@ def test_train_refuses_to_overwrite_an_existing_run(small_ppo):
 
     with pytest.raises(ConfigError, match="already exists"):
         rlcli.train(small_ppo(512, **{"run.name": "taken"}))
+
+
+def test_gae_matches_a_hand_worked_case():
+    # gamma 0.9, lambda 0.8; the episode ends after step 1, so step 1 bootstraps nothing and step 0 sees
+    # only step 1's advantage: deltas (0.95, 0.5, 2.3), advantages (0.95 + 0.72 * 0.5, 0.5, 2.3)
+    from rlcli.engine.gae import compute_gae
+
+    rewards = torch.tensor([[1.0], [1.0], [1.0]])
+    values = torch.tensor([[0.5], [0.5], [0.5]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])
+    advantages, returns = compute_gae(rewards, values, dones, torch.tensor([2.0]), gamma=0.9, gae_lambda=0.8)
+    assert torch.allclose(advantages[:, 0], torch.tensor([1.31, 0.5, 2.3]))
+    assert torch.allclose(returns[:, 0], torch.tensor([1.81, 1.0, 2.8]))
+    assert advantages.dtype == torch.float32 and advantages.shape == (3, 1)

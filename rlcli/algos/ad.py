@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
+from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.timing import PhaseTimer
 from rlcli.nets.ad_transformer import ADModelConfig, ADTransformer
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
@@ -112,7 +113,7 @@ class AD(Algorithm):
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t["action"].reshape(-1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.max_grad_norm)
+            grad_norm = clip_grad_norm(self.model.parameters(), a.max_grad_norm)
             self.optimizer.step()
             accuracy = (logits.argmax(-1) == t["action"]).float().mean()
         self.env_steps += 1

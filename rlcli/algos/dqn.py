@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from rlcli.algos.gar import gar_step, gas_of_losses, uses_gar
 from rlcli.algos.ppo import PROBE_SEED_OFFSET, make_optimizer
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
+from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.normalization import RunningMeanStd
 from rlcli.engine.replay_buffer import ReplayBuffer
 from rlcli.engine.timing import PhaseTimer
@@ -158,7 +158,7 @@ class DQN(Algorithm):
             loss = self.td_loss(self.sample())
             loss.backward()
             stats = {"td_loss": float(loss.detach())}
-        nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
+        clip_grad_norm(params, hp.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
         return stats

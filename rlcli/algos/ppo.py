@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from rlcli.algos.gar import gar_step, gas_of_losses, uses_gar
 from rlcli.config.learners import GARConfig
@@ -23,6 +22,7 @@ from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.collector import RolloutCollector
 from rlcli.engine.gae import compute_gae
+from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.timing import PhaseTimer
 from rlcli.envs.registry import make_vec_env
 from rlcli.envs.variation import make_levels_env
@@ -176,7 +176,7 @@ class PPO(Algorithm):
                     mb = {k: v[start:start + self.minibatch_size] for k, v in shuffled.items()}
                     loss, stats = self.minibatch_loss(mb)
                     loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), hp.max_grad_norm)
+                clip_grad_norm(self.policy.parameters(), hp.max_grad_norm)
                 self.optimizer.step()
                 for k, v in stats.items():  # tensors: one .item() per stat at the end, not per minibatch
                     v = v.detach() if isinstance(v, torch.Tensor) else v

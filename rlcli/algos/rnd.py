@@ -31,13 +31,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from rlcli.algos.ppo import PPO, make_optimizer
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import IterationResult, load_rng_state, rng_state
 from rlcli.engine.collector import RolloutCollector, torch_dtype
 from rlcli.engine.gae import compute_gae
+from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.normalization import DiscountedReturnFilter, RunningMeanStd
 from rlcli.engine.timing import PhaseTimer
 from rlcli.envs.registry import make_vec_env
@@ -223,7 +223,7 @@ class RND(PPO):
                 loss, stats = self.minibatch_loss({k: v[idx] for k, v in batch.items()})
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
+                clip_grad_norm(params, hp.max_grad_norm)
                 self.optimizer.step()
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + float(v)

@@ -57,12 +57,13 @@ class RolloutCollector:
             done = terminated | truncated
             self.episode_return += reward
             self.episode_length += 1
-            reward_t = torch.from_numpy(np.asarray(reward, dtype=np.float32)).to(self.device)
+            reward_t = torch.as_tensor(reward, dtype=torch.float32, device=self.device)  # may share reward's memory
             if truncated.any():
                 with timer.phase("inference"):
                     idx = np.flatnonzero(truncated)
                     final_obs = np.stack([info["final_obs"][i] for i in idx])
                     final_value = policy.value(torch.as_tensor(final_obs, device=self.device))
+                    reward_t = reward_t.clone()  # never write into the env's reward array
                     reward_t[torch.as_tensor(idx, device=self.device)] += self.gamma * final_value
             if done.any():
                 for i in np.flatnonzero(done):
@@ -72,7 +73,7 @@ class RolloutCollector:
                 self.episode_length[done] = 0
             self.next_obs = torch.as_tensor(next_obs, device=self.device)
             row = {"obs": obs, "actions": step.action, "logprobs": step.logprob, "values": step.value,
-                   "rewards": reward_t, "dones": torch.from_numpy(done.astype(np.float32)).to(self.device),
+                   "rewards": reward_t, "dones": torch.as_tensor(done, dtype=torch.float32, device=self.device),
                    **step.extras}
             if on_step is not None:
                 on_step(row, step, self.next_obs, info)

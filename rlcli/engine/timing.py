@@ -4,9 +4,37 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 
 PHASES = ("env", "inference", "learning", "storage")
+
+
+class _Phase:
+    """``with timer.phase(name):`` adds the block's wall seconds to ``timer.totals[name]``.
+
+    A plain class, one per name and reused, instead of a generator context manager: the collector enters
+    two phases per env step, and creating a generator each time cost ~10% of a CartPole PPO rollout.
+    """
+
+    __slots__ = ("timer", "name", "open")
+
+    def __init__(self, timer: PhaseTimer, name: str):
+        self.timer, self.name = timer, name
+        self.open: list = []  # (start time, torch.profiler range or None), a stack: the same phase may nest
+
+    def __enter__(self) -> None:
+        record = None
+        if self.timer.annotate:  # a named range in torch.profiler traces (rlcli profile --trace)
+            from torch.profiler import record_function
+
+            record = record_function(f"phase/{self.name}")
+            record.__enter__()
+        self.open.append((time.perf_counter(), record))
+
+    def __exit__(self, *exc) -> None:
+        start, record = self.open.pop()
+        self.timer.totals[self.name] += time.perf_counter() - start
+        if record is not None:
+            record.__exit__(*exc)
 
 
 class PhaseTimer:
@@ -15,20 +43,13 @@ class PhaseTimer:
     def __init__(self, annotate: bool = False) -> None:
         self.totals: dict[str, float] = defaultdict(float)
         self.annotate = annotate
+        self._phases: dict[str, _Phase] = {}
 
-    @contextmanager
-    def phase(self, name: str):
-        start = time.perf_counter()
-        try:
-            if self.annotate:
-                from torch.profiler import record_function
-
-                with record_function(f"phase/{name}"):
-                    yield
-            else:
-                yield
-        finally:
-            self.totals[name] += time.perf_counter() - start
+    def phase(self, name: str) -> _Phase:
+        phase = self._phases.get(name)
+        if phase is None:
+            phase = self._phases[name] = _Phase(self, name)
+        return phase
 
     def shares(self) -> dict[str, float]:
         total = sum(self.totals.values()) or 1.0

@@ -35,6 +35,8 @@ def flat_dim(shape: tuple[int, ...]) -> int:
 
 def obs_to_float(obs: torch.Tensor) -> torch.Tensor:
     """(B, *obs_shape) -> (B, obs_dim) float32."""
+    if obs.dim() == 2 and obs.dtype == torch.float32:  # already flat: skip two ops on the per-step path
+        return obs
     return obs.reshape(obs.shape[0], -1).float()
 
 

@@ -122,7 +122,7 @@ class MLPActorCritic(ActorCritic):
 
     def forward(self, obs, extras=None):
         x = obs_to_float(obs)  # (B, obs_dim)
-        h = x.unsqueeze(0).expand(2, -1, -1)  # (2, B, obs_dim): the same input to actor and critic
+        h = x.expand(2, -1, -1)  # (2, B, obs_dim): the same input to actor and critic, no copy
         params = self._parameters
         for w_name, b_name in self.layer_names[:-1]:
             h = self.activation(torch.baddbmm(params[b_name], h, params[w_name]))
