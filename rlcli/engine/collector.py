@@ -16,6 +16,19 @@ def torch_dtype(np_dtype: np.dtype) -> torch.dtype:
     return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype
 
 
+def numpy_to_device(array, device: torch.device) -> torch.Tensor:
+    """An env's numpy output as a tensor on ``device``, sharing memory on the CPU.
+
+    ``torch.from_numpy`` costs about a third of ``torch.as_tensor(array, device=...)``, which parses its
+    arguments on every call; the collector converts three arrays per env step.
+    """
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # from_numpy warns on read-only arrays (some envs return views)
+        array = array.copy()
+    tensor = torch.from_numpy(array)
+    return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
+
+
 class RolloutCollector:
     """Steps ``env`` with ``policy`` for ``num_steps`` per env and fills a rollout buffer.
 
@@ -57,7 +70,7 @@ class RolloutCollector:
             done = terminated | truncated
             self.episode_return += reward
             self.episode_length += 1
-            reward_t = torch.as_tensor(reward, dtype=torch.float32, device=self.device)  # may share reward's memory
+            reward_t = numpy_to_device(np.asarray(reward, dtype=np.float32), self.device)  # may share reward's memory
             if truncated.any():
                 with timer.phase("inference"):
                     idx = np.flatnonzero(truncated)
@@ -71,9 +84,9 @@ class RolloutCollector:
                     finished_lengths.append(int(self.episode_length[i]))
                 self.episode_return[done] = 0.0
                 self.episode_length[done] = 0
-            self.next_obs = torch.as_tensor(next_obs, device=self.device)
+            self.next_obs = numpy_to_device(next_obs, self.device)
             row = {"obs": obs, "actions": step.action, "logprobs": step.logprob, "values": step.value,
-                   "rewards": reward_t, "dones": torch.as_tensor(done, dtype=torch.float32, device=self.device),
+                   "rewards": reward_t, "dones": numpy_to_device(done.astype(np.float32), self.device),
                    **step.extras}
             if on_step is not None:
                 on_step(row, step, self.next_obs, info)

@@ -66,6 +66,7 @@ class CartPoleVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.state = np.zeros((num_envs, 4), dtype=np.float64)  # (B, [x, x_dot, theta, theta_dot])
         self.steps = np.zeros(num_envs, dtype=np.int64)
+        self._ones = np.ones(num_envs, dtype=np.float32)
         self.np_random = np.random.default_rng()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -93,7 +94,7 @@ class CartPoleVectorEnv(VectorEnv):
 
         terminated = (np.abs(x) > X_THRESHOLD) | (np.abs(theta) > THETA_THRESHOLD)
         truncated = (self.steps >= self.max_episode_steps) & ~terminated
-        rewards = np.ones(self.num_envs, dtype=np.float32)
+        rewards = self._ones.copy()  # one C call; np.ones is a Python function that costs ~10x more
         obs = self.state.astype(np.float32)
         infos: dict[str, Any] = {}
         done = terminated | truncated
