@@ -103,8 +103,10 @@ def test_collect_distill_eval_end_to_end(tmp_path):
     from rlcli.storage.metrics import read_metrics
 
     m = read_metrics(run / "metrics.h5")
-    assert {"loss", "accuracy", "learning_rate", "eval_return"} <= set(m)
+    assert {"loss", "accuracy", "learning_rate", "eval_return", "eval_first_episodes_return"} <= set(m)
     assert m["loss"].shape[0] == 6 and m["eval_return"][:, 0].tolist() == [3.0, 6.0]
+    assert m["eval_first_episode_return"][:, 0].tolist() == [3.0, 6.0]
+    assert 0.0 <= m["eval_first_episodes_return"][:, 1].min() <= m["eval_first_episodes_return"][:, 1].max() <= 1.0
     r = _rlcli("eval", str(run), "--tasks", "test", "--episodes", "4", "--gifs", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "A2C source agents" in r.stdout and "last 4 episodes" in r.stdout

@@ -95,6 +95,7 @@ class AD(Algorithm):
                              **kwargs)
         self.amp = a.amp and device.type == "cuda"
         self.env_steps = 0  # gradient steps
+        self.eval_curve: np.ndarray | None = None  # mean return per episode index of the last evaluation
 
     def iteration(self, timer: PhaseTimer) -> IterationResult:
         a = self.cfg.ad
@@ -134,7 +135,17 @@ class AD(Algorithm):
         r = run_in_context(self.model, tasks, a.eval_episodes, self.env_params,
                            seed=cfg.run.seed + EVAL_SEED_OFFSET, device=self.device)
         last = min(a.eval_last, a.eval_episodes)
+        self.eval_curve = r.returns.mean(0)
         return r.returns[:, -last:].mean(1), r.lengths[:, -last:].mean(1)
+
+    def eval_metrics(self) -> dict[str, float]:
+        """The last in-context curve in brief: the return of episode 1 and the mean of the first
+        ``ad.eval_last`` episodes (``eval_return`` is the mean of the last ones)."""
+        if self.eval_curve is None:
+            return {}
+        first = min(self.cfg.ad.eval_last, len(self.eval_curve))
+        return {"eval_first_episode_return": float(self.eval_curve[0]),
+                "eval_first_episodes_return": float(self.eval_curve[:first].mean())}
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         opt_state, groups = optimizer_to_tree(self.optimizer)

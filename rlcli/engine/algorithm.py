@@ -46,6 +46,10 @@ class Algorithm:
         return run_episodes(lambda obs: self.act(obs, deterministic), cfg.env, episodes,
                             seed=cfg.run.seed + EVAL_SEED_OFFSET)
 
+    def eval_metrics(self) -> dict[str, float]:
+        """Extra scalars of the last :meth:`evaluate`, logged beside ``eval_return`` (none by default)."""
+        return {}
+
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(tensors, json documents) that restore the algorithm exactly, for a checkpoint."""
         raise NotImplementedError

@@ -146,7 +146,8 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
         with timer.phase("eval"):
             returns, lengths = evaluate_algorithm(algo, cfg)
         mean, std = float(returns.mean()), float(returns.std())
-        log(algo.env_steps, {"eval_return": mean, "eval_return_std": std, "eval_length": float(lengths.mean())})
+        log(algo.env_steps, {"eval_return": mean, "eval_return_std": std, "eval_length": float(lengths.mean()),
+                             **algo.eval_metrics()})
         if mean >= best_eval:
             best_eval = mean
             save(CHECKPOINT_BEST, mean)
