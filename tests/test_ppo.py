@@ -67,3 +67,23 @@ def test_gae_matches_a_hand_worked_case():
     assert torch.allclose(advantages[:, 0], torch.tensor([1.31, 0.5, 2.3]))
     assert torch.allclose(returns[:, 0], torch.tensor([1.81, 1.0, 2.8]))
     assert advantages.dtype == torch.float32 and advantages.shape == (3, 1)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping and not clipping
+def test_clip_grad_norm_matches_torch(max_norm):
+    from rlcli.engine.grad_clip import clip_grad_norm
+
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5)), torch.nn.Parameter(torch.randn(2))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours, ref, strict=True):
+        a.grad = torch.randn_like(a)
+        b.grad = a.grad.clone()
+    ours[2].grad, ref[2].grad = None, None  # parameters without gradients are skipped
+    norm = clip_grad_norm(ours, max_norm)
+    ref_norm = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+    assert torch.allclose(norm, ref_norm)
+    for a, b in zip(ours[:2], ref[:2], strict=True):
+        assert torch.allclose(a.grad, b.grad)
+    if max_norm < 1:
+        assert torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in ours[:2]])) <= max_norm + 1e-5
