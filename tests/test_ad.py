@@ -19,51 +19,67 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machine is shared
 
 
-def _model(positions="time_step", context_len=5):
+def _model(positions="time_step", context_len=5, state_encoding="cell", next_state=False):
     torch.manual_seed(0)
     cfg = ADModelConfig(81, 5, 20, context_len=context_len, embed_dim=32, num_layers=3, num_heads=4, ff_dim=64,
-                        positions=positions)
+                        positions=positions, state_encoding=state_encoding, grid_size=9, next_state=next_state)
     return ADTransformer(cfg).eval()
 
 
 def _stream(b, t, seed=1):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 81, (b, t), generator=g), torch.randint(0, 5, (b, t), generator=g),
-            torch.randint(0, 2, (b, t), generator=g), torch.randint(0, 20, (b, t), generator=g))
+            torch.randint(0, 2, (b, t), generator=g), torch.randint(0, 20, (b, t), generator=g),
+            torch.randint(0, 81, (b, t), generator=g))
 
 
 @torch.no_grad()
-def test_cached_rolled_and_uncached_generation_agree():
-    model = _model(context_len=5)  # window of 15 tokens; 23 transitions = 69 tokens: the cache rolls
-    s, a, r, ts = _stream(4, 23)
-    uncached = torch.softmax(model(s, a, r, ts), -1)  # full recompute with the sliding-window mask
+@pytest.mark.parametrize(("state_encoding", "next_state"), [("cell", False), ("row_col", False), ("row_col", True)])
+def test_cached_rolled_and_uncached_generation_agree(state_encoding, next_state):
+    # window of 15 tokens; 23 transitions = 69 tokens: the cache rolls
+    model = _model(context_len=5, state_encoding=state_encoding, next_state=next_state)
+    s, a, r, ts, ns = _stream(4, 23)
+    uncached = torch.softmax(model(s, a, r, ts, ns), -1)  # full recompute with the sliding-window mask
     cache = model.new_cache()
     cached = []
     for t in range(s.shape[1]):
         cached.append(torch.softmax(model.step_state(s[:, t], ts[:, t], cache), -1))
-        model.step_outcome(a[:, t], r[:, t], ts[:, t], cache)
+        model.step_outcome(a[:, t], r[:, t], ts[:, t], cache, ns[:, t])
         assert cache.length <= model.cfg.window - 1
     cached = torch.stack(cached, 1)
     assert cache.seen == 3 * 23
     torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)
     # within the first window the sliding mask is plain causal attention: a fresh forward on a prefix agrees
-    prefix = torch.softmax(model(s[:, :5], a[:, :5], r[:, :5], ts[:, :5]), -1)
+    prefix = torch.softmax(model(s[:, :5], a[:, :5], r[:, :5], ts[:, :5], ns[:, :5]), -1)
     torch.testing.assert_close(prefix, cached[:, :5], atol=1e-5, rtol=0)
     # past the window, what left the window no longer matters to the first layer's keys: changing the first
     # transition changes nothing once every layer's receptive field has slid past it
     s2 = s.clone()
     s2[:, 0] = (s[:, 0] + 1) % 81
-    moved = torch.softmax(model(s2, a, r, ts), -1)
+    moved = torch.softmax(model(s2, a, r, ts, ns), -1)
     assert not torch.allclose(moved[:, 1], uncached[:, 1])
     torch.testing.assert_close(moved[:, -1], uncached[:, -1], atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_row_col_state_encoding_is_the_sum_of_a_row_and_a_column_embedding():
+    model = _model(state_encoding="row_col")
+    cells = torch.tensor([0, 8, 40, 80, 3 * 9 + 5])
+    expected = model.row_emb(cells // 9) + model.col_emb(cells % 9)
+    torch.testing.assert_close(model.encode_states(cells), expected)
+    # 2 x 9 embeddings instead of 81: cells of one row share its row embedding
+    assert sum(p.numel() for p in model.row_emb.parameters()) == 9 * 32
+    with pytest.raises(ValueError, match="grid_size"):
+        ADTransformer(ADModelConfig(80, 5, 20, state_encoding="row_col", grid_size=9))
 
 
 def test_in_context_rollout_with_both_position_kinds():
     from rlcli.evaluation.in_context import run_in_context
 
     params = {"size": 9, "max_steps": 20, "terminate_on_goal": True}
-    for positions in ("time_step", "learned"):
-        r = run_in_context(_model(positions, context_len=8), [0, 31, 79], 3, params, seed=0)
+    for positions, next_state in (("time_step", False), ("learned", False), ("time_step", True)):
+        model = _model(positions, context_len=8, next_state=next_state)
+        r = run_in_context(model, [0, 31, 79], 3, params, seed=0)
         assert r.returns.shape == (3, 3) and set(np.unique(r.returns)) <= {0.0, 1.0}
         assert ((r.lengths >= 1) & (r.lengths <= 20)).all()
         assert r.dones.sum(1).min() >= 3  # every row finished its 3 episodes

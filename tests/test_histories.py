@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rlcli.algos.ad import WindowSampler
+from rlcli.envs.darkroom import task_goal
 from rlcli.storage.errors import CorruptFileError
 from rlcli.storage.histories import FIELDS, HistoryReader, HistorySpec, HistoryWriter, episode_returns
 
@@ -17,6 +18,7 @@ torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machin
 
 def _random_chunk(rng, h, t):
     return {"obs": rng.integers(0, 81, (h, t)), "action": rng.integers(0, 5, (h, t)),
+            "next_obs": rng.integers(0, 81, (h, t)),
             "reward": rng.integers(0, 2, (h, t)).astype(np.float32), "done": rng.random((h, t)) < 0.1,
             "time_step": rng.integers(0, 20, (h, t))}
 
@@ -90,6 +92,11 @@ def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
         f.attrs["format"] = "something-else"
     with pytest.raises(CorruptFileError, match="not an rlcli learning-histories"):
         HistoryReader(other)
+    older = tmp_path / "older.h5"  # format 1 had no next_obs
+    with h5py.File(older, "w") as f:
+        f.attrs.update({"format": "rlcli-histories", "format_version": 1})
+    with pytest.raises(CorruptFileError, match="format 1.*collect it again"):
+        HistoryReader(older)
 
 
 def _tiny_cfg(seed=0):
@@ -130,6 +137,11 @@ def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
             starts = np.concatenate([[0], np.flatnonzero(ha["done"][:-1]) + 1])
             assert (ha["time_step"][starts] == 0).all()
             assert (np.diff(ha["time_step"].astype(int))[~ha["done"][:-1]] == 1).all()
+            # next_obs is the following obs within an episode, and the goal cell where the reward came
+            within = ~ha["done"][:-1]
+            np.testing.assert_array_equal(ha["next_obs"][:-1][within], ha["obs"][1:][within])
+            goal = task_goal(a.histories[i].task)
+            assert (ha["next_obs"][ha["reward"] == 1] == goal[0] * 9 + goal[1]).all()
             for k in FIELDS:
                 np.testing.assert_array_equal(ha[k], hb[k])
         for x, y in zip(a.curves(), b.curves(), strict=True):

@@ -37,7 +37,8 @@ def model_config(cfg: Config, env_params: dict) -> ADModelConfig:
                          max_time_step=env_params["max_steps"], context_len=a.context_len, embed_dim=a.embed_dim,
                          num_layers=a.num_layers, num_heads=a.num_heads, ff_dim=a.ff_dim,
                          attention_dropout=a.attention_dropout, residual_dropout=a.residual_dropout,
-                         embedding_dropout=a.embedding_dropout, positions=a.positions)
+                         embedding_dropout=a.embedding_dropout, positions=a.positions,
+                         state_encoding=a.state_encoding, grid_size=env_params["size"], next_state=a.next_state)
 
 
 def cosine_lr(step: int, total: int, peak: float, floor: float, warmup: int) -> float:
@@ -110,7 +111,7 @@ class AD(Algorithm):
                 group["lr"] = lr
             self.model.train()
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                logits = self.model(t["obs"], t["action"], t["reward"], t["time_step"])
+                logits = self.model(t["obs"], t["action"], t["reward"], t["time_step"], t["next_obs"])
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t["action"].reshape(-1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

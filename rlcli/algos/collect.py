@@ -155,7 +155,8 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
                             {"algo": "ad", "config": config_toml, "updates": updates,
                              "curve_points": writer.curve_points()}, {"a2c_param_groups": groups})
 
-    buffer: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "action", "reward", "done", "time_step",
+    buffer: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "action", "next_obs", "reward", "done",
+                                                              "time_step",
                                                               "keep")}
 
     def flush_buffer() -> None:
@@ -200,6 +201,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
                     ep_return *= ~done
                     buffer["obs"].append(obs.reshape(-1)[stream_index])
                     buffer["action"].append(action.reshape(-1)[stream_index])
+                    buffer["next_obs"].append(final_obs[stream_index])
                     buffer["reward"].append(reward[stream_index])
                     buffer["done"].append((term | trunc)[stream_index])
                     buffer["time_step"].append(time_step[stream_index])

@@ -64,6 +64,11 @@ class ADConfig:
     positions: str = option("time_step", "Position signal: the env's time step (the seed's; lets the KV-cache "
                                          "roll) or learned positions over the context.",
                             choices=("time_step", "learned"))
+    state_encoding: str = option("cell", "State tokens: one embedding per cell (the seed's) or the sum of a row "
+                                         "and a column embedding (shared across cells).",
+                                 choices=("cell", "row_col"))
+    next_state: bool = option(False, "The reward token also encodes the cell the action led to (in the seed's "
+                                     "variant the goal cell is otherwise never seen).")
     batch_size: int = option(32, "Context windows per gradient step.", min=1)
     learning_rate: float = option(3e-4, "Adam peak learning rate (cosine decay over run.total_steps).", min=0.0)
     min_learning_rate: float = option(2e-6, "Learning rate at the end of the cosine decay.", min=0.0)

@@ -44,7 +44,7 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     obs = rooms.reset()
     cache = model.new_cache() if model.cfg.positions == "time_step" else None
     hist = {name: torch.zeros(b, max_steps, dtype=torch.long, device=device)
-            for name in ("states", "actions", "rewards", "time_steps")}
+            for name in ("states", "actions", "rewards", "time_steps", "next_states")}
     cells = torch.zeros(b, max_steps, dtype=torch.long, device=device)
     dones = torch.zeros(b, max_steps, dtype=torch.bool, device=device)
     returns = torch.zeros(b, episodes, device=device)
@@ -62,12 +62,14 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
         else:
             lo = max(0, steps + 1 - k)
             window = {n: h[:, lo:steps + 1] for n, h in hist.items()}
-            logits = model(window["states"], window["actions"], window["rewards"], window["time_steps"])[:, -1]
+            logits = model(window["states"], window["actions"], window["rewards"], window["time_steps"],
+                           window["next_states"])[:, -1]
         action = torch.multinomial(torch.softmax(logits.float(), dim=-1), 1, generator=gen).squeeze(1)
         obs, reward, term, trunc, final_obs = rooms.step(action)
         hist["actions"][:, steps], hist["rewards"][:, steps] = action, reward.long()
+        hist["next_states"][:, steps] = final_obs  # the cell the action led to, before any reset
         if cache is not None:
-            model.step_outcome(action, reward.long(), t, cache)
+            model.step_outcome(action, reward.long(), t, cache, final_obs)
         done = term | trunc
         ep_ret += reward
         ep_len += 1

@@ -42,6 +42,9 @@ class ADModelConfig:
     residual_dropout: float = 0.1
     embedding_dropout: float = 0.0
     positions: str = "time_step"  # or "learned"
+    state_encoding: str = "cell"  # or "row_col" (states are cells row * grid_size + col)
+    grid_size: int = 0  # side of the square grid, for "row_col"
+    next_state: bool = False  # the reward token also encodes s' (the cell the action led to)
 
     @property
     def window(self) -> int:
@@ -118,7 +121,14 @@ class ADTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.embed_dim
-        self.state_emb = nn.Embedding(cfg.num_states, d)
+        if cfg.state_encoding == "cell":
+            self.state_emb = nn.Embedding(cfg.num_states, d)
+        elif cfg.state_encoding == "row_col":
+            if cfg.grid_size * cfg.grid_size != cfg.num_states:
+                raise ValueError(f"row_col needs num_states = grid_size**2, got {cfg.num_states} and {cfg.grid_size}")
+            self.row_emb, self.col_emb = nn.Embedding(cfg.grid_size, d), nn.Embedding(cfg.grid_size, d)
+        else:
+            raise ValueError(f"state_encoding must be 'cell' or 'row_col', got {cfg.state_encoding!r}")
         self.action_emb = nn.Embedding(cfg.num_actions, d)
         self.reward_emb = nn.Embedding(2, d)  # DarkRoom rewards are 0 or 1 (the seed embeds them)
         if cfg.positions == "time_step":
@@ -140,15 +150,29 @@ class ADTransformer(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def encode_states(self, states: torch.Tensor) -> torch.Tensor:
+        """Cell indices (...) -> (..., D). "row_col" shares one row and one column embedding across cells, so
+        what the model learns about a row or column carries over to goal cells it never trained on."""
+        if self.cfg.state_encoding == "cell":
+            return self.state_emb(states)
+        return self.row_emb(states // self.cfg.grid_size) + self.col_emb(states % self.cfg.grid_size)
+
     def embed(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-              time_steps: torch.Tensor, first_position: int = 0) -> torch.Tensor:
+              time_steps: torch.Tensor, next_states: torch.Tensor | None = None,
+              first_position: int = 0) -> torch.Tensor:
         """(B, T) each -> interleaved tokens (B, 3T, D): s_0, a_0, r_0, s_1, ...
 
-        ``first_position`` is the context index of s_0 (used by learned positions only).
+        With ``cfg.next_state`` the reward token r_t also encodes s'_t, the cell a_t led to: in the seed's
+        variant a reward ends the episode, so the goal cell is never a state token, and this makes where
+        the reward was found explicit. ``first_position`` is the context index of s_0 (learned positions).
         """
         b, t = states.shape
-        tokens = torch.stack([self.state_emb(states), self.action_emb(actions),
-                              self.reward_emb(rewards.long().clamp(0, 1))], dim=2)  # (B, T, 3, D)
+        outcome = self.reward_emb(rewards.long().clamp(0, 1))
+        if self.cfg.next_state:
+            if next_states is None:
+                raise ValueError("this model encodes next states (cfg.next_state): pass next_states")
+            outcome = outcome + self.encode_states(next_states)
+        tokens = torch.stack([self.encode_states(states), self.action_emb(actions), outcome], dim=2)  # (B,T,3,D)
         if self.cfg.positions == "time_step":
             tokens = tokens + self.pos_emb(time_steps.clamp(0, self.cfg.max_time_step - 1))[:, :, None, :]
             return self.drop(tokens.reshape(b, 3 * t, -1))
@@ -183,9 +207,9 @@ class ADTransformer(nn.Module):
         return self.ln_f(x)
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                time_steps: torch.Tensor) -> torch.Tensor:
+                time_steps: torch.Tensor, next_states: torch.Tensor | None = None) -> torch.Tensor:
         """Action logits (B, T, A) for every state of the stream (B, T) (from the state tokens)."""
-        h = self.run_tokens(self.embed(states, actions, rewards, time_steps))
+        h = self.run_tokens(self.embed(states, actions, rewards, time_steps, next_states))
         return self.head(h[:, 0::3])
 
     def new_cache(self) -> KVCache:
@@ -194,11 +218,13 @@ class ADTransformer(nn.Module):
     def step_state(self, state: torch.Tensor, time_step: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Feed s_t (B,) with its time step; returns the logits (B, A) of a_t. Time-step positions only."""
         zeros = torch.zeros_like(state)
-        x = self.embed(state[:, None], zeros[:, None], zeros[:, None], time_step[:, None])[:, :1]
+        x = self.embed(state[:, None], zeros[:, None], zeros[:, None], time_step[:, None], zeros[:, None])[:, :1]
         return self.head(self.run_tokens(x, cache)[:, -1])
 
     def step_outcome(self, action: torch.Tensor, reward: torch.Tensor, time_step: torch.Tensor,
-                     cache: KVCache) -> None:
-        """Feed a_t and r_t (B,) (same time step as s_t) into the cache."""
-        x = self.embed(torch.zeros_like(action)[:, None], action[:, None], reward[:, None], time_step[:, None])
+                     cache: KVCache, next_state: torch.Tensor | None = None) -> None:
+        """Feed a_t and r_t (B,) (same time step as s_t; with cfg.next_state also s'_t) into the cache."""
+        zeros = torch.zeros_like(action)[:, None]
+        nxt = None if next_state is None else next_state[:, None]
+        x = self.embed(zeros, action[:, None], reward[:, None], time_step[:, None], nxt)
         self.run_tokens(x[:, 1:], cache)

@@ -10,6 +10,8 @@ Layout of a histories file::
                              attrs: task, split ("train" | "test"), agent, stream
         obs        (T,) uint8    the agent's cell before the action
         action     (T,) uint8
+        next_obs   (T,) uint8    the agent's cell after the action, before any reset (the goal cell when
+                                 the action reached it)
         reward     (T,) float32
         done       (T,) bool     the episode ended with this transition (terminated or truncated)
         time_step  (T,) uint16   steps already taken in the episode when ``obs`` was seen
@@ -34,8 +36,9 @@ import numpy as np
 from rlcli.storage.errors import CorruptFileError
 
 FORMAT = "rlcli-histories"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: next_obs
 FIELDS: dict[str, np.dtype] = {"obs": np.dtype(np.uint8), "action": np.dtype(np.uint8),
+                               "next_obs": np.dtype(np.uint8),
                                "reward": np.dtype(np.float32), "done": np.dtype(bool),
                                "time_step": np.dtype(np.uint16)}
 
@@ -157,6 +160,9 @@ class HistoryWriter:
 def _check_format(f: h5py.File, path: Path) -> None:
     if f.attrs.get("format") != FORMAT:
         raise CorruptFileError(path, "it is not an rlcli learning-histories file (write one with `rlcli collect`)")
+    if int(f.attrs.get("format_version", 0)) != FORMAT_VERSION:
+        raise CorruptFileError(path, f"it is a histories file of format {f.attrs.get('format_version')}, this rlcli "
+                                     f"reads format {FORMAT_VERSION} (collect it again)")
 
 
 @dataclass(frozen=True)
