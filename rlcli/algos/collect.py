@@ -156,8 +156,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
                              "curve_points": writer.curve_points()}, {"a2c_param_groups": groups})
 
     buffer: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "action", "next_obs", "reward", "done",
-                                                              "time_step",
-                                                              "keep")}
+                                                              "time_step", "keep")}
 
     def flush_buffer() -> None:
         if not buffer["obs"]:
