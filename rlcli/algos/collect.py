@@ -57,6 +57,17 @@ def split_tasks(seed: int, num_test: int, size: int = SIZE) -> tuple[list[int], 
     return sorted(perm[num_test:].tolist()), sorted(perm[:num_test].tolist())
 
 
+def keep_episode(episode: torch.Tensor, found_at: torch.Tensor, stride: int, dense_until_success: bool
+                 ) -> torch.Tensor:
+    """Whether each stream stores its ``episode``-th episode (0-based): every ``stride``-th; with
+    ``dense_until_success``, every episode up to the stream's first success (``found_at`` < 0: none yet)
+    and every ``stride``-th after it, counting from the episode right after the success."""
+    if not dense_until_success:
+        return episode % stride == 0
+    found = found_at >= 0
+    return ~found | ((episode - found_at - 1) % stride == 0)
+
+
 def resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume.h5")
 
@@ -114,6 +125,8 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     curve_sum = torch.zeros(n_agents, device=device)
     curve_count = torch.zeros(n_agents, device=device)
     stream_episode = torch.zeros(len(specs), dtype=torch.long, device=device)  # episodes begun per stream
+    stream_found_at = torch.full((len(specs),), -1, dtype=torch.long, device=device)  # first success episode
+    stream_keep = torch.ones(len(specs), dtype=torch.bool, device=device)  # store the current episode
     updates_total = -(-cc.steps_per_agent // (n_envs * hp.num_steps))
     updates, resumed = 0, False
     config_toml = cfg.to_toml()
@@ -133,8 +146,9 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
         agents.load_state(tensors["a2c"], ckpt.documents["a2c_param_groups"])
         rooms.load_state(tensors["rooms"])
         obs = tensors["obs"].to(device)
-        ep_return, curve_sum, curve_count, stream_episode = (
-            tensors[k].to(device) for k in ("ep_return", "curve_sum", "curve_count", "stream_episode"))
+        ep_return, curve_sum, curve_count, stream_episode, stream_found_at, stream_keep = (
+            tensors[k].to(device) for k in ("ep_return", "curve_sum", "curve_count", "stream_episode",
+                                             "stream_found_at", "stream_keep"))
         torch.set_rng_state(tensors["rng"].to(torch.uint8))
         updates = int(ckpt.attrs["updates"])
         writer = HistoryWriter.reopen(out, tensors["lengths"].tolist(), int(ckpt.attrs["curve_points"]))
@@ -149,6 +163,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
             a2c_tensors, groups = agents.state()
             tensors = {"a2c": a2c_tensors, "rooms": rooms.state(), "obs": obs, "ep_return": ep_return,
                        "curve_sum": curve_sum, "curve_count": curve_count, "stream_episode": stream_episode,
+                       "stream_found_at": stream_found_at, "stream_keep": stream_keep,
                        "rng": torch.get_rng_state(),
                        "lengths": torch.tensor(writer.lengths(), dtype=torch.long)}
             save_checkpoint(rpath, {"collect": tensors},
@@ -204,8 +219,14 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
                     buffer["reward"].append(reward[stream_index])
                     buffer["done"].append((term | trunc)[stream_index])
                     buffer["time_step"].append(time_step[stream_index])
-                    buffer["keep"].append(stream_episode % cc.episode_stride == 0)
-                    stream_episode += (term | trunc)[stream_index].long()
+                    buffer["keep"].append(stream_keep.clone())
+                    stream_found_at = torch.where((reward[stream_index] > 0) & (stream_found_at < 0),
+                                                  stream_episode, stream_found_at)
+                    stream_done = (term | trunc)[stream_index]
+                    stream_episode += stream_done.long()
+                    stream_keep = torch.where(stream_done, keep_episode(stream_episode, stream_found_at,
+                                                                        cc.episode_stride, cc.dense_until_success),
+                                              stream_keep)
                     obs = nxt.reshape(n_agents, n_envs)
                 with timer.phase("learning"):
                     agents.update(r_obs, r_act, r_rew, r_term, r_trunc, r_final, obs)

@@ -26,6 +26,9 @@ class CollectConfig:
                                     min=1)
     episode_stride: int = option(1, "Store every k-th episode of each stream (1 = all): subsampling compresses "
                                     "the learning curve so that a short context spans visible improvement.", min=1)
+    dense_until_success: bool = option(False, "Store every episode of a stream up to its first success and "
+                                              "apply episode_stride only after it, so the stored histories "
+                                              "never show the goal found faster than the source found it.")
     curve_every: int = option(10, "Record each agent's learning curve every N updates.", min=1)
     flush_every: int = option(200, "Append buffered transitions to the HDF5 file every N updates.", min=1)
     checkpoint_every: int = option(500, "Save the resume state every N updates (and on Ctrl-C).", min=1)
