@@ -99,14 +99,45 @@ def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
         HistoryReader(older)
 
 
-def _tiny_cfg(seed=0):
+def _tiny_cfg(seed=0, stride=2, extra=()):
     from rlcli.config.presets import resolve_config
 
-    return resolve_config("ad", env="darkroom", preset="darkroom-ad", overrides=[
+    return resolve_config("ad", env="darkroom", preset="darkroom-ad", overrides=[*extra,
         f"run.seed={seed}", "collect.num_test_tasks=2", "collect.max_train_tasks=3", "collect.histories_per_task=2",
         "collect.steps_per_agent=2000", "collect.streams_per_agent=2", "collect.flush_every=3",
         "collect.curve_every=2", "collect.checkpoint_every=4", "collect.chunk_size=64",
-        "collect.episode_stride=2"])
+        f"collect.episode_stride={stride}"])
+
+
+def _episodes(history: dict) -> list[dict]:
+    ends = np.flatnonzero(history["done"])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return [{k: v[s:e + 1] for k, v in history.items()} for s, e in zip(starts, ends, strict=True)]
+
+
+def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_path):
+    from rlcli.algos.collect import collect, stored_episode_index
+
+    every, dense = tmp_path / "every.h5", tmp_path / "dense.h5"
+    collect(_tiny_cfg(stride=1), every)
+    collect(_tiny_cfg(stride=3, extra=["collect.dense_until_success=true"]), dense)
+    with HistoryReader(every) as a, HistoryReader(dense) as b:
+        seen_success = 0
+        for i in range(len(a.histories)):
+            all_eps, kept = _episodes(a.read(i)), _episodes(b.read(i))
+            returns = np.array([e["reward"].sum() for e in kept])
+            index = stored_episode_index(returns, 3, True)
+            first = int(np.argmax(returns > 0)) if (returns > 0).any() else len(returns)
+            seen_success += first < len(returns)
+            assert (index[:first + 1] == np.arange(min(first + 1, len(index)))).all()
+            after = index[first + 1:]  # the episode right after the first success, then every third
+            assert (after == first + 1 + 3 * np.arange(len(after))).all()
+            for k, e in zip(index, kept, strict=True):  # the same agents, so the very same episodes
+                for name in FIELDS:
+                    assert np.array_equal(all_eps[k][name], e[name])
+            first_all = next((k for k, e in enumerate(all_eps) if e["reward"].sum() > 0), None)
+            assert first_all == (first if first < len(returns) else None)
+        assert seen_success > 0
 
 
 def test_interrupted_collection_resumes_to_the_same_file(tmp_path):

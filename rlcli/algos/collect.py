@@ -6,7 +6,10 @@ Every training task gets ``collect.histories_per_task`` agents with different se
 never trains on them). All agents learn at once in one :class:`~rlcli.algos.a2c.BatchedA2C`, stepping one
 :class:`~rlcli.envs.darkroom.DarkRoomBatch` of (agents x ``a2c.num_envs``) rooms. The first
 ``collect.streams_per_agent`` env streams of each agent are streamed into the file as histories, keeping
-every ``collect.episode_stride``-th episode of each stream (1 = all).
+every ``collect.episode_stride``-th episode of each stream (1 = all); with ``collect.dense_until_success``,
+every episode up to the stream's first success and every k-th after it (a subsampled history would otherwise
+show the goal reached within a few stored episodes, faster than any exploration can find it, which a model
+trained on it can only imitate by guessing the training goals).
 
 Resume: every ``collect.checkpoint_every`` updates (and on Ctrl-C) the whole collection state -- weights,
 Adam state, rooms, RNG, the history lengths written so far -- is saved atomically to ``<out>.resume.h5``.
@@ -66,6 +69,17 @@ def keep_episode(episode: torch.Tensor, found_at: torch.Tensor, stride: int, den
         return episode % stride == 0
     found = found_at >= 0
     return ~found | ((episode - found_at - 1) % stride == 0)
+
+
+def stored_episode_index(returns: np.ndarray, stride: int, dense_until_success: bool) -> np.ndarray:
+    """The source's own (0-based) episode index of each stored episode of a history whose stored episodes
+    returned ``returns`` (E,): the inverse of :func:`keep_episode`."""
+    e = np.arange(len(returns))
+    if not dense_until_success:
+        return e * stride
+    found = np.flatnonzero(returns > 0)
+    first = found[0] if len(found) else len(returns)
+    return np.where(e <= first, e, first + 1 + (e - first - 1) * stride)
 
 
 def resume_path(out: Path) -> Path:

@@ -18,9 +18,7 @@ def print_ad_eval(result) -> None:
                         f"step {result.step})")
     table.add_column("episode", justify="right")
     table.add_column("AD", justify="right")
-    stride = result.source_stride
-    table.add_column("A2C source agents" + (f" (stored episode = every {stride}th)" if stride > 1 else ""),
-                     justify="right")
+    table.add_column("A2C source agents", justify="right")
     for e in marks:
         src = f"{source[e - 1]:.2f}" if source is not None and e <= len(source) else "-"
         table.add_row(str(e), f"{ad[e - 1]:.2f}", src)

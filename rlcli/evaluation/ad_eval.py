@@ -29,8 +29,7 @@ class ADEvalResult:
     step: int  # gradient steps
     tasks: list[int]
     returns: np.ndarray  # (tasks * repeats, episodes): AD's return per episode index
-    source_returns: np.ndarray | None  # (histories, E): the A2C agents' return per stored episode, same tasks
-    source_stride: int  # the histories keep every k-th episode: stored episode e is the source's episode k*e
+    source_returns: np.ndarray | None  # (histories, E'): the A2C agents' return per episode, same tasks
     plot: Path | None
     gifs: list[Path]
 
@@ -41,24 +40,29 @@ class ADEvalResult:
         return float(self.returns[:, -last:].mean())
 
 
-def source_curves(histories: str | Path, tasks: list[int]) -> tuple[np.ndarray | None, int]:
-    """(return per stored episode of every history of ``tasks``, truncated to the shortest, or None;
-    the collection's episode stride)."""
+def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
+    """The A2C agents' return per episode of their own learning, for every history of ``tasks``: (H, E),
+    truncated to the shortest, or None. A stored episode stands in for the skipped episodes after it."""
     import tomllib
 
+    from rlcli.algos.collect import stored_episode_index
     from rlcli.storage.histories import HistoryReader, episode_returns
 
     if not histories or not Path(histories).is_file():
-        return None, 1
+        return None
     with HistoryReader(histories) as reader:
-        curves = [episode_returns(h["reward"], h["done"]) for h in
+        stored = [episode_returns(h["reward"], h["done"]) for h in
                   (reader.read(info.index) for info in reader.histories if info.task in set(tasks))]
-        stride = tomllib.loads(reader.config_toml).get("collect", {}).get("episode_stride", 1)
-    curves = [c for c in curves if len(c)]
+        collect = tomllib.loads(reader.config_toml).get("collect", {})
+    stride, dense = collect.get("episode_stride", 1), collect.get("dense_until_success", False)
+    curves = []
+    for returns in (r for r in stored if len(r)):
+        index = stored_episode_index(returns, stride, dense)
+        curves.append(returns[np.searchsorted(index, np.arange(index[-1] + 1), side="right") - 1])
     if not curves:
-        return None, stride
+        return None
     n = min(len(c) for c in curves)
-    return np.stack([c[:n] for c in curves]), stride
+    return np.stack([c[:n] for c in curves])
 
 
 def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: int = 40, repeats: int = 1,
@@ -82,18 +86,17 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
     model = model.to(device)
     rollout = run_in_context(model, [t for t in chosen for _ in range(repeats)], episodes, env_params,
                              seed=cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed, device=device)
-    source, stride = source_curves(cfg.ad.histories, chosen)
+    source = source_curves(cfg.ad.histories, chosen)
     out = Path(out_dir) if out_dir is not None else (path.parent.parent / "eval" if path.parent.name ==
                                                      "checkpoints" else path.parent / "eval")
     out.mkdir(parents=True, exist_ok=True)
-    plot = plot_curves(rollout.returns, source, stride, out / "in_context.png", tasks)
+    plot = plot_curves(rollout.returns, source, out / "in_context.png", tasks)
     written = [path_gif(rollout, row * repeats, out / f"path-task{chosen[row]}.gif", env_params)
                for row in range(min(gifs, len(chosen)))]
-    return ADEvalResult(path, int(ckpt.attrs.get("step", 0)), chosen, rollout.returns, source, stride, plot,
-                        written)
+    return ADEvalResult(path, int(ckpt.attrs.get("step", 0)), chosen, rollout.returns, source, plot, written)
 
 
-def plot_curves(returns: np.ndarray, source: np.ndarray | None, stride: int, path: Path, tasks: str) -> Path:
+def plot_curves(returns: np.ndarray, source: np.ndarray | None, path: Path, tasks: str) -> Path:
     """AD's in-context curve (episodes 1..E) and the A2C agents' curve over their whole learning."""
     import matplotlib
 
@@ -106,8 +109,8 @@ def plot_curves(returns: np.ndarray, source: np.ndarray | None, stride: int, pat
     ax.plot(e, mean, label=f"AD in context ({len(returns)} runs)", color="tab:blue")
     ax.fill_between(e, mean - sem, mean + sem, alpha=0.2, color="tab:blue")
     if source is not None:
-        s = np.arange(1, source.shape[1] + 1) * stride  # the source's own episode index
-        ax.plot(s, source.mean(0), label=f"A2C source agents ({len(source)} histories)", color="tab:orange")
+        ax.plot(np.arange(1, source.shape[1] + 1), source.mean(0),
+                label=f"A2C source agents ({len(source)} histories)", color="tab:orange")
     ax.set_xscale("log")
     ax.set_xlabel("episode index")
     ax.set_ylabel("return")
