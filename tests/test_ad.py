@@ -2,6 +2,7 @@
 end to end through the real CLI."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_collect_distill_eval_end_to_end(tmp_path):
     assert "10 agents, 10 histories" in r.stdout
     small = ["--set", "ad.context_len=20", "--set", "ad.embed_dim=16", "--set", "ad.num_layers=1",
              "--set", "ad.ff_dim=32", "--set", "ad.eval_episodes=3", "--set", "ad.batch_size=4"]
-    r = _rlcli("distill", "darkroom", "--histories", str(data), "--steps", "6", "--runs-dir", str(tmp_path / "runs"),
+    r = _rlcli("distill", "darkroom", "--histories", "data.h5", "--steps", "6", "--runs-dir", str(tmp_path / "runs"),
                "--name", "ad", "-q", "--tensorboard", "--set", "run.eval_every=3", *small, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "in-context return" in r.stdout
@@ -123,9 +124,12 @@ def test_collect_distill_eval_end_to_end(tmp_path):
     assert m["loss"].shape[0] == 6 and m["eval_return"][:, 0].tolist() == [3.0, 6.0]
     assert m["eval_first_episode_return"][:, 0].tolist() == [3.0, 6.0]
     assert 0.0 <= m["eval_first_episodes_return"][:, 1].min() <= m["eval_first_episodes_return"][:, 1].max() <= 1.0
-    r = _rlcli("eval", str(run), "--tasks", "test", "--episodes", "4", "--gifs", "2", cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"  # the relative --histories still leads to the A2C baseline
+    elsewhere.mkdir()
+    r = _rlcli("eval", str(run), "--tasks", "test", "--episodes", "4", "--gifs", "2", cwd=elsewhere)
     assert r.returncode == 0, r.stderr
     assert "A2C source agents" in r.stdout and "last 4 episodes" in r.stdout
+    assert re.search(r"│\s+1 │\s+[\d.]+ │\s+[\d.]+ │", r.stdout), r.stdout
     assert (run / "eval" / "in_context.png").is_file()
     assert len(list((run / "eval").glob("path-task*.gif"))) == 2
     # resume continues the run to more steps

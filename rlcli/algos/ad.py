@@ -13,6 +13,7 @@ episodes).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,5 +194,7 @@ def distill(cfg: Config, *, histories: str | None = None, resume: str | None = N
         raise ConfigError(f"distill needs an 'ad' config, got '{cfg.algo}'")
     if histories is not None:
         cfg.ad.histories = str(histories)
+    if cfg.ad.histories:  # the run's config must find it again from any directory (eval's A2C baseline)
+        cfg.ad.histories = str(Path(cfg.ad.histories).resolve())
     return train(cfg, resume=resume, reporter=reporter, timer=timer, callbacks=callbacks)
 

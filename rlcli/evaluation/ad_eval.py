@@ -42,7 +42,7 @@ class ADEvalResult:
 
 def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
     """The A2C agents' return per episode of their own learning, for every history of ``tasks``: (H, E),
-    truncated to the shortest, or None. A stored episode stands in for the skipped episodes after it."""
+    truncated to the shortest, or None. Skipped episodes are interpolated between the stored ones."""
     import tomllib
 
     from rlcli.algos.collect import stored_episode_index
@@ -58,7 +58,7 @@ def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
     curves = []
     for returns in (r for r in stored if len(r)):
         index = stored_episode_index(returns, stride, dense)
-        curves.append(returns[np.searchsorted(index, np.arange(index[-1] + 1), side="right") - 1])
+        curves.append(np.interp(np.arange(index[-1] + 1), index, returns))
     if not curves:
         return None
     n = min(len(c) for c in curves)
