@@ -115,18 +115,20 @@ def _episodes(history: dict) -> list[dict]:
     return [{k: v[s:e + 1] for k, v in history.items()} for s, e in zip(starts, ends, strict=True)]
 
 
-def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_path):
+@pytest.mark.parametrize("skip", [0, 2])
+def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_path, skip):
     from rlcli.algos.collect import collect, stored_episode_index
 
     every, dense = tmp_path / "every.h5", tmp_path / "dense.h5"
     collect(_tiny_cfg(stride=1), every)
-    collect(_tiny_cfg(stride=3, extra=["collect.dense_until_success=true"]), dense)
+    collect(_tiny_cfg(stride=3, extra=["collect.dense_until_success=true",
+                                       f"collect.skip_after_success={skip}"]), dense)
     with HistoryReader(every) as a, HistoryReader(dense) as b:
         seen_success = 0
         for i in range(len(a.histories)):
             all_eps, kept = _episodes(a.read(i)), _episodes(b.read(i))
             returns = np.array([e["reward"].sum() for e in kept])
-            index = stored_episode_index(returns, 3, True)
+            index = stored_episode_index(returns, 3, True, skip)
             first = int(np.argmax(returns > 0)) if (returns > 0).any() else len(returns)
             seen_success += first < len(returns)
             for k, e in zip(index, kept, strict=True):  # the same agents, so the very same episodes

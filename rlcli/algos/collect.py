@@ -9,7 +9,8 @@ never trains on them). All agents learn at once in one :class:`~rlcli.algos.a2c.
 every ``collect.episode_stride``-th episode of each stream (1 = all); with ``collect.dense_until_success``,
 every episode up to the stream's first success and every k-th after it (a subsampled history would otherwise
 show the goal reached within a few stored episodes, faster than any exploration can find it, which a model
-trained on it can only imitate by guessing the training goals).
+trained on it can only imitate by guessing the training goals); ``collect.skip_after_success`` leaves out
+the episodes right after the success, in which the source has not yet learned to return to the goal.
 
 Resume: every ``collect.checkpoint_every`` updates (and on Ctrl-C) the whole collection state -- weights,
 Adam state, rooms, RNG, the history lengths written so far -- is saved atomically to ``<out>.resume.h5``.
@@ -60,18 +61,19 @@ def split_tasks(seed: int, num_test: int, size: int = SIZE) -> tuple[list[int], 
     return sorted(perm[num_test:].tolist()), sorted(perm[:num_test].tolist())
 
 
-def keep_episode(episode: torch.Tensor, found_at: torch.Tensor, stride: int, dense_until_success: bool
-                 ) -> torch.Tensor:
+def keep_episode(episode: torch.Tensor, found_at: torch.Tensor, stride: int, dense_until_success: bool,
+                 skip_after_success: int = 0) -> torch.Tensor:
     """Whether each stream stores its ``episode``-th episode (0-based): every ``stride``-th; with
-    ``dense_until_success``, every episode up to the stream's first success (``found_at`` < 0: none yet)
-    and every ``stride``-th after it, counting from the episode right after the success."""
+    ``dense_until_success``, every episode up to the stream's first success (``found_at`` < 0: none yet),
+    then, after ``skip_after_success`` unstored episodes, every ``stride``-th."""
     if not dense_until_success:
         return episode % stride == 0
-    found = found_at >= 0
-    return ~found | ((episode - found_at - 1) % stride == 0)
+    after = episode - found_at - 1 - skip_after_success  # 0 = the first episode stored after the success
+    return (found_at < 0) | ((after >= 0) & (after % stride == 0))
 
 
-def stored_episode_index(returns: np.ndarray, stride: int, dense_until_success: bool) -> np.ndarray:
+def stored_episode_index(returns: np.ndarray, stride: int, dense_until_success: bool,
+                         skip_after_success: int = 0) -> np.ndarray:
     """The source's own (0-based) episode index of each stored episode of a history whose stored episodes
     returned ``returns`` (E,): the inverse of :func:`keep_episode`."""
     e = np.arange(len(returns))
@@ -79,7 +81,7 @@ def stored_episode_index(returns: np.ndarray, stride: int, dense_until_success: 
         return e * stride
     found = np.flatnonzero(returns > 0)
     first = found[0] if len(found) else len(returns)
-    return np.where(e <= first, e, first + 1 + (e - first - 1) * stride)
+    return np.where(e <= first, e, first + 1 + skip_after_success + (e - first - 1) * stride)
 
 
 def resume_path(out: Path) -> Path:
@@ -239,7 +241,8 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
                     stream_done = (term | trunc)[stream_index]
                     stream_episode += stream_done.long()
                     stream_keep = torch.where(stream_done, keep_episode(stream_episode, stream_found_at,
-                                                                        cc.episode_stride, cc.dense_until_success),
+                                                                        cc.episode_stride, cc.dense_until_success,
+                                                                        cc.skip_after_success),
                                               stream_keep)
                     obs = nxt.reshape(n_agents, n_envs)
                 with timer.phase("learning"):

@@ -29,6 +29,9 @@ class CollectConfig:
     dense_until_success: bool = option(False, "Store every episode of a stream up to its first success and "
                                               "apply episode_stride only after it, so the stored histories "
                                               "never show the goal found faster than the source found it.")
+    skip_after_success: int = option(0, "With dense_until_success: episodes right after a stream's first success "
+                                        "left out before episode_stride applies (the source is still learning "
+                                        "to return to the goal in them).", min=0)
     curve_every: int = option(10, "Record each agent's learning curve every N updates.", min=1)
     flush_every: int = option(200, "Append buffered transitions to the HDF5 file every N updates.", min=1)
     checkpoint_every: int = option(500, "Save the resume state every N updates (and on Ctrl-C).", min=1)

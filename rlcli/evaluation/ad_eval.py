@@ -55,9 +55,10 @@ def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
                   (reader.read(info.index) for info in reader.histories if info.task in set(tasks))]
         collect = tomllib.loads(reader.config_toml).get("collect", {})
     stride, dense = collect.get("episode_stride", 1), collect.get("dense_until_success", False)
+    skip = collect.get("skip_after_success", 0)
     curves = []
     for returns in (r for r in stored if len(r)):
-        index = stored_episode_index(returns, stride, dense)
+        index = stored_episode_index(returns, stride, dense, skip)
         curves.append(np.interp(np.arange(index[-1] + 1), index, returns))
     if not curves:
         return None
