@@ -115,16 +115,25 @@ def _episodes(history: dict) -> list[dict]:
     return [{k: v[s:e + 1] for k, v in history.items()} for s, e in zip(starts, ends, strict=True)]
 
 
+@pytest.fixture(scope="module")
+def every_episode(tmp_path_factory):
+    """A stride-1 collection: every episode of the tiny collection's agents."""
+    from rlcli.algos.collect import collect
+
+    path = tmp_path_factory.mktemp("every") / "every.h5"
+    collect(_tiny_cfg(stride=1), path)
+    return path
+
+
 @pytest.mark.parametrize("skip", [0, 2])
-def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_path, skip):
+def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_path, every_episode, skip):
     from rlcli.algos.collect import collect, stored_episode_index
 
-    every, dense = tmp_path / "every.h5", tmp_path / "dense.h5"
-    collect(_tiny_cfg(stride=1), every)
+    dense = tmp_path / "dense.h5"
     collect(_tiny_cfg(stride=3, extra=["collect.dense_until_success=true",
                                        f"collect.skip_after_success={skip}"]), dense)
-    with HistoryReader(every) as a, HistoryReader(dense) as b:
-        seen_success = 0
+    with HistoryReader(every_episode) as a, HistoryReader(dense) as b:
+        seen_success = seen_after = 0
         for i in range(len(a.histories)):
             all_eps, kept = _episodes(a.read(i)), _episodes(b.read(i))
             returns = np.array([e["reward"].sum() for e in kept])
@@ -136,7 +145,10 @@ def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_pa
                     assert np.array_equal(all_eps[k][name], e[name])
             first_all = next((k for k, e in enumerate(all_eps) if e["reward"].sum() > 0), None)
             assert first_all == (first if first < len(returns) else None)
-        assert seen_success > 0
+            if first + 1 < len(kept):  # the next stored episode comes skip episodes after the success
+                seen_after += 1
+                assert np.array_equal(kept[first + 1]["obs"], all_eps[first + 1 + skip]["obs"])
+        assert seen_success > 0 and seen_after > 0
 
 
 def test_interrupted_collection_resumes_to_the_same_file(tmp_path):

@@ -50,9 +50,10 @@ def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
 
     if not histories or not Path(histories).is_file():
         return None
+    wanted = set(tasks)
     with HistoryReader(histories) as reader:
         stored = [episode_returns(h["reward"], h["done"]) for h in
-                  (reader.read(info.index) for info in reader.histories if info.task in set(tasks))]
+                  (reader.read(info.index) for info in reader.histories if info.task in wanted)]
         collect = tomllib.loads(reader.config_toml).get("collect", {})
     stride, dense = collect.get("episode_stride", 1), collect.get("dense_until_success", False)
     skip = collect.get("skip_after_success", 0)
