@@ -52,6 +52,8 @@ def test_round_trip_and_partial_windows(tmp_path):
             for k, dtype in FIELDS.items():
                 np.testing.assert_array_equal(win[k][row], full[k][i, s:s + 32].astype(dtype))
         np.testing.assert_array_equal(r.window(2, 10, 5)["obs"], full["obs"][2, 10:15])
+        first = int(np.flatnonzero(full["reward"][0])[0])
+        assert r.first_reward_end(0, 157) == first + 1 and r.first_reward_end(0, first) == first  # none before
         with pytest.raises(IndexError):
             r.windows([(0, 130)], 32)  # would run past the end of history 0
         steps, returns, tasks, splits = r.curves()
@@ -80,6 +82,27 @@ def test_windows_never_cross_histories():
     # uniform over windows: history 6 has 269 windows, history 4 has 19
     share = sum(i == 6 for i, _ in picks) / len(picks)
     assert abs(share - 269 / 288) < 0.02
+
+
+def test_success_window_fraction_draws_that_share_from_windows_after_the_first_reward():
+    lengths, first = [50, 300, 31, 100], [45, 80, 10, 100]  # history 3 never rewarded (first = its length)
+    ends_after = {4: 45, 5: 80, 6: 10, 7: 100}
+
+    def after_share(picks):
+        return np.mean([s + 31 >= ends_after[i] for i, s in picks])
+
+    uniform = WindowSampler(lengths, [4, 5, 6, 7], 32, seed=0, first_success=first, success_fraction=0.0)
+    mixed = WindowSampler(lengths, [4, 5, 6, 7], 32, seed=0, first_success=first, success_fraction=0.6)
+    only = WindowSampler(lengths, [4, 5, 6, 7], 32, seed=0, first_success=first, success_fraction=1.0)
+    # windows ending after the first reward: history 4 has 5 of 19 (starts 14-18), history 5 has 221 of 269
+    # (starts >= 49), history 7 none of 69
+    base = (5 + 221) / (19 + 269 + 69)
+    assert abs(after_share(uniform.sample(20000)) - base) < 0.02
+    assert abs(after_share(mixed.sample(20000)) - (0.4 * base + 0.6)) < 0.02
+    picks = only.sample(20000)
+    assert after_share(picks) == 1.0 and 7 not in {i for i, _ in picks}
+    assert all(0 <= s and s + 32 <= lengths[i - 4] for i, s in picks)  # still never across histories
+    assert min(s for i, s in picks if i == 5) == 49 and max(s for i, s in picks if i == 5) == 300 - 32
 
 
 def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):

@@ -3,7 +3,8 @@
 ``rlcli distill darkroom --histories data.h5`` trains :class:`~rlcli.nets.ad_transformer.ADTransformer` to
 predict the source agents' next action from windows of ``ad.context_len`` consecutive transitions of their
 learning histories (training tasks only). Windows are sampled uniformly over all windows that fit inside a
-history -- never across two histories -- and read from the HDF5 file without loading whole histories.
+history -- never across two histories; ``ad.success_window_fraction`` draws a share of them from the windows
+after a history's first reward -- and read from the HDF5 file without loading whole histories.
 It runs in the one training loop (:func:`rlcli.engine.train.train`): one iteration is one gradient step
 (``run.total_steps`` counts gradient steps), and the loop's evaluation is the in-context evaluation on the
 held-out test tasks (``eval_return`` = mean return of the last ``ad.eval_last`` of ``ad.eval_episodes``
@@ -51,9 +52,15 @@ def cosine_lr(step: int, total: int, peak: float, floor: float, warmup: int) -> 
 
 
 class WindowSampler:
-    """Uniform samples of (history, start) over every window of ``length`` that fits inside one history."""
+    """Uniform samples of (history, start) over every window of ``length`` that fits inside one history.
 
-    def __init__(self, lengths: list[int], indices: list[int], length: int, seed: int):
+    With ``success_fraction`` > 0 that share of each batch is drawn uniformly from the windows that end after
+    their history's first reward (``first_success[i]``: where history i's part after it begins), so the
+    model sees more of the source acting on what it has found; the rest stays uniform over all windows.
+    """
+
+    def __init__(self, lengths: list[int], indices: list[int], length: int, seed: int,
+                 first_success: list[int] | None = None, success_fraction: float = 0.0):
         counts = np.asarray([max(0, n - length + 1) for n in lengths], dtype=np.int64)
         if counts.sum() == 0:
             raise ConfigError(f"no training history holds a full context of {length} transitions; "
@@ -61,11 +68,28 @@ class WindowSampler:
         self.indices, self.counts, self.length = np.asarray(indices), counts, length
         self.cum = np.cumsum(counts)
         self.rng = np.random.default_rng(seed)
+        self.success_fraction = success_fraction if first_success is not None else 0.0
+        if self.success_fraction > 0:
+            # windows whose last transition comes after the history's first reward: start >= first - length + 1
+            self.success_lo = np.maximum(0, np.asarray(first_success) - length + 1)
+            succ_counts = np.maximum(0, counts - self.success_lo)
+            self.success_cum = np.cumsum(succ_counts)
+            self.success_counts = succ_counts
+            if self.success_cum[-1] == 0:
+                self.success_fraction = 0.0
+
+    @staticmethod
+    def _pick(cum: np.ndarray, counts: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        which = np.searchsorted(cum, flat, side="right")
+        return which, flat - (cum[which] - counts[which])
 
     def sample(self, batch: int) -> list[tuple[int, int]]:
-        flat = self.rng.integers(0, self.cum[-1], size=batch)
-        which = np.searchsorted(self.cum, flat, side="right")
-        starts = flat - (self.cum[which] - self.counts[which])
+        n_success = int(self.rng.binomial(batch, self.success_fraction)) if self.success_fraction > 0 else 0
+        which, starts = self._pick(self.cum, self.counts, self.rng.integers(0, self.cum[-1], size=batch - n_success))
+        if n_success:
+            w2, s2 = self._pick(self.success_cum, self.success_counts,
+                                self.rng.integers(0, self.success_cum[-1], size=n_success))
+            which, starts = np.concatenate([which, w2]), np.concatenate([starts, s2 + self.success_lo[w2]])
         return [(int(self.indices[w]), int(s)) for w, s in zip(which, starts, strict=True)]
 
     def state(self) -> dict:
@@ -88,8 +112,12 @@ class AD(Algorithm):
         if not train:
             raise ConfigError(f"'{a.histories}' holds no training histories")
         limit = a.max_history_steps or None
-        self.sampler = WindowSampler([min(h.length, limit or h.length) for h in train], [h.index for h in train],
-                                     a.context_len, cfg.run.seed)
+        lengths = [min(h.length, limit or h.length) for h in train]
+        first_success = None
+        if a.success_window_fraction > 0:
+            first_success = [self.reader.first_reward_end(h.index, n) for h, n in zip(train, lengths, strict=True)]
+        self.sampler = WindowSampler(lengths, [h.index for h in train], a.context_len, cfg.run.seed,
+                                     first_success, a.success_window_fraction)
         self.model = ADTransformer(model_config(cfg, self.env_params)).to(device)
         opt = torch.optim.AdamW if a.weight_decay > 0 else torch.optim.Adam
         kwargs = {"weight_decay": a.weight_decay} if a.weight_decay > 0 else {}

@@ -59,6 +59,9 @@ class ADConfig:
     histories: str = option("", "Learning-histories file written by `rlcli collect` (--histories).")
     max_history_steps: int = option(800_000, "Use only the first N transitions of each history (0 = all).",
                                     min=0)
+    success_window_fraction: float = option(0.0, "Fraction of training windows drawn from those that end after "
+                                                 "their history's first reward (0 = uniform over all windows).",
+                                            min=0.0, max=1.0)
     context_len: int = option(256, "Transitions in the context (3 tokens each: state, action, reward).", min=1)
     embed_dim: int = option(64, "Token embedding size.", min=8)
     num_layers: int = option(4, "Transformer blocks.", min=1)

@@ -227,6 +227,12 @@ class HistoryReader:
                 ds.read_direct(out[name], np.s_[start:start + length], np.s_[row, :])
         return out
 
+    def first_reward_end(self, index: int, stop: int) -> int:
+        """1 + the position of history ``index``'s first rewarded transition before ``stop`` (``stop`` if none):
+        where the part of the history after its first success begins. Reads the reward column only."""
+        rewarded = np.flatnonzero(self._datasets[index]["reward"][:stop] > 0)
+        return int(rewarded[0]) + 1 if len(rewarded) else stop
+
     def read(self, index: int) -> dict[str, np.ndarray]:
         """A whole history (for baselines and plots; training reads windows)."""
         return {name: ds[()] for name, ds in self._datasets[index].items()}
