@@ -72,9 +72,8 @@ class WindowSampler:
         if self.success_fraction > 0:
             # windows whose last transition comes after the history's first reward: start >= first - length + 1
             self.success_lo = np.maximum(0, np.asarray(first_success) - length + 1)
-            succ_counts = np.maximum(0, counts - self.success_lo)
-            self.success_cum = np.cumsum(succ_counts)
-            self.success_counts = succ_counts
+            self.success_counts = np.maximum(0, counts - self.success_lo)
+            self.success_cum = np.cumsum(self.success_counts)
             if self.success_cum[-1] == 0:
                 self.success_fraction = 0.0
 
