@@ -73,9 +73,11 @@ class ADConfig:
     positions: str = option("time_step", "Position signal: the env's time step (the seed's; lets the KV-cache "
                                          "roll) or learned positions over the context.",
                             choices=("time_step", "learned"))
-    state_encoding: str = option("cell", "State tokens: one embedding per cell (the seed's) or the sum of a row "
-                                         "and a column embedding (shared across cells).",
-                                 choices=("cell", "row_col"))
+    state_encoding: str = option("cell", "State tokens: one embedding per cell (the seed's), the sum of a row "
+                                         "and a column embedding (row_col, shared across cells), or the same with "
+                                         "ordered embeddings (row_col_ordinal: row r = sum of the first r+1 "
+                                         "learned row vectors, likewise columns).",
+                                 choices=("cell", "row_col", "row_col_ordinal"))
     next_state: bool = option(False, "The reward token also encodes the cell the action led to (in the seed's "
                                      "variant the goal cell is otherwise never seen).")
     batch_size: int = option(32, "Context windows per gradient step.", min=1)

@@ -42,7 +42,7 @@ class ADModelConfig:
     residual_dropout: float = 0.1
     embedding_dropout: float = 0.0
     positions: str = "time_step"  # or "learned"
-    state_encoding: str = "cell"  # or "row_col" (states are cells row * grid_size + col)
+    state_encoding: str = "cell"  # or "row_col" / "row_col_ordinal" (states are cells row * grid_size + col)
     grid_size: int = 0  # side of the square grid, for "row_col"
     next_state: bool = False  # the reward token also encodes s' (the cell the action led to)
 
@@ -123,12 +123,13 @@ class ADTransformer(nn.Module):
         d = cfg.embed_dim
         if cfg.state_encoding == "cell":
             self.state_emb = nn.Embedding(cfg.num_states, d)
-        elif cfg.state_encoding == "row_col":
+        elif cfg.state_encoding in ("row_col", "row_col_ordinal"):
             if cfg.grid_size * cfg.grid_size != cfg.num_states:
                 raise ValueError(f"row_col needs num_states = grid_size**2, got {cfg.num_states} and {cfg.grid_size}")
             self.row_emb, self.col_emb = nn.Embedding(cfg.grid_size, d), nn.Embedding(cfg.grid_size, d)
         else:
-            raise ValueError(f"state_encoding must be 'cell' or 'row_col', got {cfg.state_encoding!r}")
+            raise ValueError("state_encoding must be 'cell', 'row_col' or 'row_col_ordinal', "
+                             f"got {cfg.state_encoding!r}")
         self.action_emb = nn.Embedding(cfg.num_actions, d)
         self.reward_emb = nn.Embedding(2, d)  # DarkRoom rewards are 0 or 1 (the seed embeds them)
         if cfg.positions == "time_step":
@@ -152,10 +153,19 @@ class ADTransformer(nn.Module):
 
     def encode_states(self, states: torch.Tensor) -> torch.Tensor:
         """Cell indices (...) -> (..., D). "row_col" shares one row and one column embedding across cells, so
-        what the model learns about a row or column carries over to goal cells it never trained on."""
+        what the model learns about a row or column carries over to goal cells it never trained on.
+
+        "row_col_ordinal" makes those embeddings ordered (a thermometer code): row r is the sum of the
+        first r + 1 learned row vectors, so the difference between two rows' codes is the sum of the step
+        vectors between them, and one linear readout can tell "the goal is further down than I am" for
+        every pair of rows -- including goal cells no training history ended on."""
         if self.cfg.state_encoding == "cell":
             return self.state_emb(states)
-        return self.row_emb(states // self.cfg.grid_size) + self.col_emb(states % self.cfg.grid_size)
+        rows, cols = states // self.cfg.grid_size, states % self.cfg.grid_size
+        if self.cfg.state_encoding == "row_col_ordinal":
+            return (F.embedding(rows, self.row_emb.weight.cumsum(0))
+                    + F.embedding(cols, self.col_emb.weight.cumsum(0)))
+        return self.row_emb(rows) + self.col_emb(cols)
 
     def embed(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
               time_steps: torch.Tensor, next_states: torch.Tensor | None = None,
