@@ -28,7 +28,7 @@ def _model(positions="time_step", context_len=5, state_encoding="cell", next_sta
 
 
 def test_ordinal_state_encoding_orders_rows_and_columns():
-    # a gradient step that moves row r's code moves every row beyond r the same way and no row before it:
+    # a change to row 5's vector moves the code of every row from 5 on the same way and no row before it:
     # what the model learns about "below row r" carries over to every cell below it
     model = _model(state_encoding="row_col_ordinal")
     cells = torch.arange(81)

@@ -43,7 +43,7 @@ class ADModelConfig:
     embedding_dropout: float = 0.0
     positions: str = "time_step"  # or "learned"
     state_encoding: str = "cell"  # or "row_col" / "row_col_ordinal" (states are cells row * grid_size + col)
-    grid_size: int = 0  # side of the square grid, for "row_col"
+    grid_size: int = 0  # side of the square grid, for "row_col" and "row_col_ordinal"
     next_state: bool = False  # the reward token also encodes s' (the cell the action led to)
 
     @property
