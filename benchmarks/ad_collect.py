@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/ad_collect.py [--agents 57] [--updates 50] [--device cpu]
 
-Runs the same rollout + update code (:class:`rlcli.algos.a2c.BatchedA2C` on a DarkRoomBatch) once with all
+Runs the same rollout + update code (:class:`rlcli.ad.source_a2c.BatchedA2C` on a DarkRoomBatch) once with all
 ``--agents`` agents stacked, and once for a single agent (its 10 envs; how a per-agent loop would step),
 and prints both rates side by side. Storage is left out: this measures the learner and the rooms.
 """
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from rlcli.algos.a2c import BatchedA2C
+from rlcli.ad.source_a2c import BatchedA2C
 from rlcli.config.ad import A2CConfig
 from rlcli.envs.darkroom import DarkRoomBatch, task_goal
 

@@ -20,8 +20,8 @@ _LAZY = {
     "report": "rlcli.report.runs:report",
     "run_study": "rlcli.study.runner:run_study",
     "profile": "rlcli.engine.profile:profile",
-    "collect": "rlcli.algos.collect:collect",
-    "distill": "rlcli.algos.ad:distill",
+    "collect": "rlcli.ad.collect:collect",
+    "distill": "rlcli.ad.distill:distill",
 }
 
 

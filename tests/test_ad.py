@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlcli.algos.ad import cosine_lr
+from rlcli.ad.distill import cosine_lr
 from rlcli.envs.darkroom import task_goal
 from rlcli.nets.ad_transformer import ADModelConfig, ADTransformer
 
@@ -92,7 +92,7 @@ def test_row_col_state_encoding_is_the_sum_of_a_row_and_a_column_embedding():
 
 
 def test_in_context_rollout_with_both_position_kinds():
-    from rlcli.evaluation.in_context import run_in_context
+    from rlcli.ad.in_context import run_in_context
 
     params = {"size": 9, "max_steps": 20, "terminate_on_goal": True}
     for positions, next_state in (("time_step", False), ("learned", False), ("time_step", True)):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlcli.algos.ad import WindowSampler
+from rlcli.ad.distill import WindowSampler
 from rlcli.envs.darkroom import task_goal
 from rlcli.storage.errors import CorruptFileError
 from rlcli.storage.histories import FIELDS, HistoryReader, HistorySpec, HistoryWriter, episode_returns
@@ -141,7 +141,7 @@ def _episodes(history: dict) -> list[dict]:
 @pytest.fixture(scope="module")
 def every_episode(tmp_path_factory):
     """A stride-1 collection: every episode of the tiny collection's agents."""
-    from rlcli.algos.collect import collect
+    from rlcli.ad.collect import collect
 
     path = tmp_path_factory.mktemp("every") / "every.h5"
     collect(_tiny_cfg(stride=1), path)
@@ -150,7 +150,7 @@ def every_episode(tmp_path_factory):
 
 @pytest.mark.parametrize("skip", [0, 2])
 def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_path, every_episode, skip):
-    from rlcli.algos.collect import collect, stored_episode_index
+    from rlcli.ad.collect import collect, stored_episode_index
 
     dense = tmp_path / "dense.h5"
     collect(_tiny_cfg(stride=3, extra=["collect.dense_until_success=true",
@@ -175,7 +175,7 @@ def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_pa
 
 
 def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
-    from rlcli.algos.collect import CollectionInterrupted, collect, resume_path
+    from rlcli.ad.collect import CollectionInterrupted, collect, resume_path
 
     ref = tmp_path / "ref.h5"
     res = collect(_tiny_cfg(), ref)
@@ -219,7 +219,7 @@ def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
 
 
 def test_split_is_seeded_and_stored(tmp_path):
-    from rlcli.algos.collect import split_tasks
+    from rlcli.ad.collect import split_tasks
 
     train, test = split_tasks(0, 23)
     assert len(train) == 57 and len(test) == 23 and not set(train) & set(test)

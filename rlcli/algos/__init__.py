@@ -10,7 +10,7 @@ ALGORITHMS: dict[str, str] = {
     "vapor": "rlcli.algos.vapor:VAPOR",
     "dqn": "rlcli.algos.dqn:DQN",
     "es": "rlcli.algos.es:ES",
-    "ad": "rlcli.algos.ad:AD",
+    "ad": "rlcli.ad.distill:AD",
 }
 
 

@@ -53,7 +53,7 @@ def collect_command(
         return
 
     import rlcli
-    from rlcli.algos.collect import CollectionInterrupted
+    from rlcli.ad.collect import CollectionInterrupted
 
     try:
         result = rlcli.collect(cfg, out, reporter=make_reporter(quiet))

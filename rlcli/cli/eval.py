@@ -27,11 +27,11 @@ def eval_command(
 ) -> None:
     """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context."""
     import rlcli
-    from rlcli.evaluation.ad_eval import is_ad_checkpoint
+    from rlcli.ad.evaluate import is_ad_checkpoint
 
     if is_ad_checkpoint(run, checkpoint):
+        from rlcli.ad.evaluate import evaluate_ad
         from rlcli.cli.ad_display import print_ad_eval
-        from rlcli.evaluation.ad_eval import evaluate_ad
 
         print_ad_eval(evaluate_ad(run, tasks=tasks, episodes=episodes, repeats=repeats, gifs=gifs,
                                   checkpoint=checkpoint))

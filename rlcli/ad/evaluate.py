@@ -1,6 +1,6 @@
 """``rlcli eval RUN --tasks test --episodes 40`` for Algorithm Distillation runs.
 
-Plays the in-context evaluation (:func:`~rlcli.evaluation.in_context.run_in_context`) on the chosen task
+Plays the in-context evaluation (:func:`~rlcli.ad.in_context.run_in_context`) on the chosen task
 split and sets its learning curve -- mean return per episode index -- beside the A2C source agents' curves
 on the same tasks (read from the histories file the run was distilled from, when it is still there):
 a table, a plot (``<run>/eval/in_context.png``) and GIFs of the agent's path for a few tasks
@@ -45,7 +45,7 @@ def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
     truncated to the shortest, or None. Skipped episodes are interpolated between the stored ones."""
     import tomllib
 
-    from rlcli.algos.collect import stored_episode_index
+    from rlcli.ad.collect import stored_episode_index
     from rlcli.storage.histories import HistoryReader, episode_returns
 
     if not histories or not Path(histories).is_file():
@@ -73,8 +73,8 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
     """In-context evaluation of an AD run on its ``tasks`` split ("test", "train" or "all")."""
     import torch
 
-    from rlcli.algos.ad import EVAL_SEED_OFFSET, load_ad_model
-    from rlcli.evaluation.in_context import path_gif, run_in_context
+    from rlcli.ad.distill import EVAL_SEED_OFFSET, load_ad_model
+    from rlcli.ad.in_context import path_gif, run_in_context
 
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
     ckpt = load_checkpoint(path)

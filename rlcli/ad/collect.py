@@ -3,7 +3,7 @@
 The 80 tasks are split by ``run.seed`` into train and held-out test tasks (the split is stored in the file).
 Every training task gets ``collect.histories_per_task`` agents with different seeds and every test task
 ``collect.test_histories_per_task`` (their curves are the A2C baseline of the in-context evaluation; AD
-never trains on them). All agents learn at once in one :class:`~rlcli.algos.a2c.BatchedA2C`, stepping one
+never trains on them). All agents learn at once in one :class:`~rlcli.ad.source_a2c.BatchedA2C`, stepping one
 :class:`~rlcli.envs.darkroom.DarkRoomBatch` of (agents x ``a2c.num_envs``) rooms. The first
 ``collect.streams_per_agent`` env streams of each agent are streamed into the file as histories, keeping
 every ``collect.episode_stride``-th episode of each stream (1 = all); with ``collect.dense_until_success``,
@@ -103,7 +103,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     Raises ConfigError for bad input (another env, a finished or foreign ``out``), CollectionInterrupted
     after Ctrl-C. Each of ``callbacks`` is called with the number of updates done after every update.
     """
-    from rlcli.algos.a2c import BatchedA2C
+    from rlcli.ad.source_a2c import BatchedA2C
     from rlcli.engine.seeding import resolve_device, seed_everything
     from rlcli.engine.signals import InterruptFlag
     from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint

@@ -156,7 +156,7 @@ class AD(Algorithm):
     def evaluate(self, cfg: Config, episodes: int, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """In-context evaluation on ``ad.eval_tasks``: per task, the mean return and length of the last
         ``ad.eval_last`` of ``ad.eval_episodes`` episodes (``episodes`` is not used: AD's count is its own)."""
-        from rlcli.evaluation.in_context import run_in_context
+        from rlcli.ad.in_context import run_in_context
 
         a = cfg.ad
         tasks = {"test": self.test_tasks, "train": self.train_tasks,
