@@ -33,7 +33,10 @@ class RolloutCollector:
     """Steps ``env`` with ``policy`` for ``num_steps`` per env and fills a rollout buffer.
 
     Truncated episodes (time limits) are bootstrapped: gamma * V(final observation) is added to the last
-    reward, so GAE can treat every episode end alike. Finished episodes' undiscounted returns are tracked.
+    reward, so GAE can treat every episode end alike. Only ``truncated and not terminated`` bootstraps (SB3's
+    rule): an env may report both on one step (gymnasium's MiniGrid does when the goal or a collision falls
+    on the last allowed step), and a terminal state has no future value. Finished episodes' undiscounted
+    returns are tracked.
     """
 
     def __init__(self, env, policy: ActorCritic, num_steps: int, gamma: float, device: torch.device, seed: int,
@@ -71,9 +74,10 @@ class RolloutCollector:
             self.episode_return += reward
             self.episode_length += 1
             reward_t = numpy_to_device(np.asarray(reward, dtype=np.float32), self.device)  # may share reward's memory
-            if truncated.any():
+            bootstrap = truncated & ~terminated
+            if bootstrap.any():
                 with timer.phase("inference"):
-                    idx = np.flatnonzero(truncated)
+                    idx = np.flatnonzero(bootstrap)
                     final_obs = np.stack([info["final_obs"][i] for i in idx])
                     final_value = policy.value(torch.as_tensor(final_obs, device=self.device))
                     reward_t = reward_t.clone()  # never write into the env's reward array
