@@ -117,3 +117,51 @@ def test_starpilot_ppo_cnn_end_to_end_on_cpu(tmp_path):
     ev = subprocess.run(base + ["eval", str(tmp_path / "sp"), "-n", "1", "--set", "env.variation_level=1"],
                         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert ev.returncode == 0, ev.stderr[-2000:]
+
+
+# -- envs without variations (darkroom, atari, mario) refuse what needs one ---------------------------------
+
+@pytest.mark.parametrize("env_id", ["darkroom", "atari:Pong", "mario"])
+def test_env_without_variation_refuses_a_nonzero_level_and_gar(env_id):
+    from rlcli.config.fields import ConfigError
+
+    with pytest.raises(ConfigError, match=f"environment '{env_id}' has no variations"):
+        rlcli.resolve_config("ppo", env=env_id, overrides=["env.variation_level=0.5"])
+    for algo, technique in [("ppo", "gar"), ("dqn", "gar+reg")]:
+        with pytest.raises(ConfigError, match="trains on several variation levels"):
+            rlcli.resolve_config(algo, env=env_id, extra={"run": {"technique": technique}})
+    rlcli.resolve_config("ppo", env=env_id, extra={"run": {"technique": "reg"}})  # level 0 without gar is fine
+
+
+@pytest.mark.parametrize("env_id", ["cartpole", "minigrid", "starpilot"])
+def test_varied_envs_keep_their_levels_and_gar(env_id):
+    from rlcli.envs.registry import has_variation
+
+    assert has_variation(env_id)
+    cfg = rlcli.resolve_config("ppo", env=env_id, overrides=["env.variation_level=0.5"],
+                               extra={"run": {"technique": "gar"}})
+    assert cfg.env.variation_level == 0.5
+
+
+def test_cli_refuses_variation_on_darkroom_before_any_work(tmp_path, cli):
+    for extra in (["--set", "env.variation_level=0.25"], ["--technique", "gar"]):
+        out = cli("train", "ppo", "--env", "darkroom", "--steps", "64", "--runs-dir", str(tmp_path), "--name", "x",
+                  *extra, check_rc=2)
+        assert out.stderr.count("\n") == 1 and "has no variations" in out.stderr, out.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_shift_evaluation_of_a_darkroom_run_is_refused(tmp_path, cli):
+    from rlcli.engine.train import build_algorithm
+
+    cfg = rlcli.resolve_config("ppo", env="darkroom", overrides=["ppo.num_steps=16", "env.num_envs=2",
+                                                                  "run.eval_episodes=1"],
+                               extra={"run": {"total_steps": 32, "runs_dir": str(tmp_path), "name": "dr"}})
+    algo = build_algorithm(cfg)
+    assert algo.probe is None  # no GAS probe: the levels would be identical copies
+    algo.close()
+    rlcli.train(cfg)
+    before = sorted(p.name for p in (tmp_path / "dr").iterdir())
+    out = cli("eval", str(tmp_path / "dr"), "--shift", "0,0.5,1", "-n", "1", check_rc=2)
+    assert "has no variations" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert sorted(p.name for p in (tmp_path / "dr").iterdir()) == before  # no shift.h5

@@ -31,7 +31,7 @@ from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.normalization import RunningMeanStd
 from rlcli.engine.replay_buffer import ReplayBuffer
 from rlcli.engine.timing import PhaseTimer
-from rlcli.envs.registry import make_vec_env
+from rlcli.envs.registry import has_variation, make_vec_env
 from rlcli.envs.variation import make_levels_env
 from rlcli.nets.cnn import QNetwork
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
@@ -87,7 +87,8 @@ class DQN(Algorithm):
         if self.obs_rms is not None:
             self.obs_rms.update(torch.as_tensor(obs, device=device))
         self.probe_env = None
-        if not self.gar and self.gar_cfg.gas_every and len(self.gar_cfg.levels) >= 2:
+        # GAS compares levels: on an env without variations (darkroom, atari, mario) they would be copies
+        if not self.gar and self.gar_cfg.gas_every and len(self.gar_cfg.levels) >= 2 and has_variation(cfg.env.id):
             self.probe_env = make_levels_env(cfg.env, self.gar_cfg.levels, seed + PROBE_SEED_OFFSET, 1)
             self.probe_obs = self.probe_env.reset(seed=seed + PROBE_SEED_OFFSET)[0]
         self.episode_return = np.zeros(self.num_envs)

@@ -24,7 +24,7 @@ from rlcli.engine.collector import RolloutCollector
 from rlcli.engine.gae import compute_gae
 from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.timing import PhaseTimer
-from rlcli.envs.registry import make_vec_env
+from rlcli.envs.registry import has_variation, make_vec_env
 from rlcli.envs.variation import make_levels_env
 from rlcli.nets.policies import make_policy
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
@@ -57,7 +57,8 @@ class PPO(Algorithm):
         self.batch_size = hp.num_steps * self.env.num_envs
         self.minibatch_size = max(1, self.batch_size // hp.num_minibatches)
         self.probe: RolloutCollector | None = None  # GAS without gar: one env per level, rollouts not counted
-        if not self.gar and self.gar_cfg.gas_every and len(self.gar_cfg.levels) >= 2:
+        # GAS compares levels: on an env without variations (darkroom, atari, mario) they would be copies
+        if not self.gar and self.gar_cfg.gas_every and len(self.gar_cfg.levels) >= 2 and has_variation(cfg.env.id):
             probe_env = make_levels_env(cfg.env, self.gar_cfg.levels, cfg.run.seed + PROBE_SEED_OFFSET, 1)
             self.probe = RolloutCollector(probe_env, self.policy, self.gar_cfg.gas_probe_steps, hp.gamma, device,
                                           cfg.run.seed + PROBE_SEED_OFFSET)

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlcli.config.fields import ConfigError, check_range, close_match, coerce, option, type_name
-from rlcli.config.learners import DQNConfig, ESConfig, GARConfig, check_es, check_gar, check_no_gar
+from rlcli.config.learners import (
+    DQNConfig,
+    ESConfig,
+    GARConfig,
+    check_es,
+    check_gar,
+    check_no_gar,
+    check_variation,
+)
 
 
 @dataclass
@@ -251,6 +259,7 @@ def build_config(algo: str, layers: list[dict[str, Any]]) -> Config:
     cfg = Config(algo, {name: build_section(cls, merged[name], name) for name, cls in types_.items()})
     if algo in ALGO_CHECKS:
         ALGO_CHECKS[algo](cfg)
+    check_variation(cfg)
     return cfg
 
 

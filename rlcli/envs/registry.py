@@ -25,6 +25,8 @@ class EnvEntry:
     make_single: Callable[..., gym.Env]  # (env_cfg, seed, render_mode) -> Env
     package: str  # pip extra that installs it, for the error message
     doc: str
+    # reads env.variation_level (a level changes the env): nonzero levels, gar and --shift are refused where not
+    variation: bool = False
 
 
 def _cartpole_vec(env_cfg, num_envs: int, seed: int) -> gym.vector.VectorEnv:
@@ -103,15 +105,17 @@ def _darkroom_single(env_cfg, seed: int, render_mode: str | None = None) -> gym.
 
 
 ENVS: dict[str, EnvEntry] = {
-    "cartpole": EnvEntry(_cartpole_vec, _cartpole_single, "rlcli", "CartPole-v1 with varied dynamics"),
+    "cartpole": EnvEntry(_cartpole_vec, _cartpole_single, "rlcli", "CartPole-v1 with varied dynamics",
+                         variation=True),
     "atari": EnvEntry(_atari_vec, _atari_single, "rlcli[atari]",
                       "Atari 2600 (atari:MontezumaRevenge, atari:Pong, ...), ale-py or envpool"),
     "mario": EnvEntry(_mario_vec, _mario_single, "rlcli[mario]",
                       "Super Mario Bros (mario, or mario:SuperMarioBros-1-1-v0), gym-super-mario-bros 7.4"),
     "minigrid": EnvEntry(_minigrid_vec, _minigrid_single, "rlcli[minigrid]",
-                         "MiniGrid Dynamic-Obstacles with varied layout (size 6-12, 2-8 balls)"),
+                         "MiniGrid Dynamic-Obstacles with varied layout (size 6-12, 2-8 balls)", variation=True),
     "starpilot": EnvEntry(_starpilot_vec, _starpilot_single, "rlcli[procgen]",
-                          "Procgen Starpilot, 4 stacked 64x64 RGB frames, varied level set and difficulty"),
+                          "Procgen Starpilot, 4 stacked 64x64 RGB frames, varied level set and difficulty",
+                          variation=True),
     "darkroom": EnvEntry(_darkroom_vec, _darkroom_single, "rlcli", "DarkRoom 9x9 (Algorithm Distillation)"),
 }
 
@@ -126,6 +130,19 @@ def _entry(env_id: str) -> EnvEntry:
         raise ConfigError(f"unknown environment '{env_id}'{close_match(family, list(ENVS))}; "
                           f"choose one of {', '.join(sorted(ENVS))}")
     return ENVS[family]
+
+
+def has_variation(env_id: str) -> bool:
+    """Whether ``env.variation_level`` changes this environment (cartpole, minigrid, starpilot do)."""
+    return _entry(env_id).variation
+
+
+def refuse_without_variation(env_id: str, what: str) -> None:
+    """ConfigError when ``env_id`` has no variations; ``what`` says what needed them ("--shift ...")."""
+    if not has_variation(env_id):
+        varied = ", ".join(sorted(name for name, e in ENVS.items() if e.variation))
+        raise ConfigError(f"{what}, but environment '{env_id}' has no variations (env.variation_level does not "
+                          f"change it); variations exist for {varied}")
 
 
 def _call(entry: EnvEntry, fn: Callable, *args, **kwargs):

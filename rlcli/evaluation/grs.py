@@ -112,12 +112,14 @@ def evaluate_shift(run_or_checkpoint: str | Path, levels: str | list[float] = DE
     grid = parse_levels(levels)  # bad levels fail before torch is imported
 
     from rlcli.engine.train import EVAL_SEED_OFFSET
+    from rlcli.envs.registry import refuse_without_variation
     from rlcli.evaluation.episodes import run_episodes
     from rlcli.evaluation.evaluate import load_for_inference
     from rlcli.storage.shift import write_shift
 
     algo, cfg, path, step = load_for_inference(run_or_checkpoint, checkpoint, overrides)
     try:
+        refuse_without_variation(cfg.env.id, "--shift evaluates at several variation levels")
         seed = cfg.run.seed + EVAL_SEED_OFFSET
         returns = np.stack([
             run_episodes(lambda obs: algo.act(obs, deterministic),

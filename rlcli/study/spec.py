@@ -96,6 +96,9 @@ def _check_env(env: str, path: Path) -> None:
     if family not in ENVS:
         raise ConfigError(f"unknown environment '{env}' in '{path}'{close_match(family, list(ENVS))}; "
                           f"choose among {', '.join(sorted(ENVS))}")
+    from rlcli.envs.registry import refuse_without_variation
+
+    refuse_without_variation(env, f"a study evaluates every run under shift ('{path}')")
 
 
 def _excluded(rules: list[dict[str, Any]], combo: dict[str, Any]) -> bool:
