@@ -93,3 +93,25 @@ def test_es_with_reg_uses_adamw():
     algo = build_algorithm(cfg)
     assert type(algo.optimizer) is torch.optim.AdamW
     algo.close()
+
+
+def test_es_with_consistent_dropout_scores_the_policy_in_eval_mode():
+    """vit-consistent-dropout under ES: no vmap randomness error, and dropout is off wherever ES acts."""
+    cfg = rlcli.resolve_config("es", env="cartpole", overrides=["es.population_size=4", "policy.dropout_p=0.5",
+                                                                "policy.perceiver_dim=16", "policy.perceiver_heads=2"],
+                               extra={"policy": {"name": "vit-consistent-dropout"}})
+    algo = build_algorithm(cfg)
+    try:
+        assert not algo.policy.training
+        result = algo.iteration(PhaseTimer())  # crashed in vmap before
+        assert len(result.episode_returns) == 4
+        obs = torch.randn(1, 5, 4)
+        theta = algo.center.detach()[None]
+        first, second = algo.member_logits(theta, obs), algo.member_logits(theta, obs)
+        assert torch.equal(first, second)  # no fresh dropout masks
+        with torch.no_grad():
+            assert torch.allclose(first[0], algo.policy(obs[0])[0], atol=1e-5)
+        assert np.array_equal(algo.act(obs[0].numpy()), algo.act(obs[0].numpy()))
+        assert not algo.policy.training
+    finally:
+        algo.close()

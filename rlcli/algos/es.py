@@ -50,6 +50,10 @@ class ES(Algorithm):
         self.env = make_vec_env(cfg.env, cfg.run.seed, num_envs=hp.population_size * self.episodes)
         self.policy = make_policy(cfg.policy, self.env.single_observation_space,
                                   self.env.single_action_space).to(device)
+        # ES scores each member's greedy policy and never backpropagates: the policy stays in eval mode, so
+        # dropout (vit-consistent-dropout) is off in the population, in act() and in evaluation alike (torch's
+        # vmap refuses random operations anyway)
+        self.policy.eval()
         self.names = [n for n, _ in self.policy.named_parameters()]
         params = dict(self.policy.named_parameters())
         self.shapes = [params[n].shape for n in self.names]
