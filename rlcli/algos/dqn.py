@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from rlcli.algos.gar import gar_step, gas_of_losses, uses_gar
 from rlcli.algos.ppo import PROBE_SEED_OFFSET, make_optimizer
+from rlcli.algos.reg import backward_l2_penalty, reg_coefficient
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
@@ -67,6 +68,7 @@ class DQN(Algorithm):
         self.q = QNetwork(cfg.policy, obs_space.shape, self.n_actions).to(device)
         self.target = copy.deepcopy(self.q)
         self.optimizer = make_optimizer(self.q.parameters(), cfg, hp.learning_rate, hp.adam_eps)
+        self.reg_coef = reg_coefficient(cfg)  # 0 without the reg technique
         self.num_envs = self.env.num_envs
         self.buffer = ReplayBuffer(max(1, hp.buffer_size // self.num_envs), self.num_envs, obs_space.shape,
                                    obs_space.dtype, device)
@@ -159,6 +161,8 @@ class DQN(Algorithm):
             loss = self.td_loss(self.sample())
             loss.backward()
             stats = {"td_loss": float(loss.detach())}
+        if self.reg_coef:  # with gar+reg after the GAR combination: the penalty is no level's loss
+            stats["reg_penalty"] = float(backward_l2_penalty(params, self.reg_coef))
         clip_grad_norm(params, hp.max_grad_norm)
         self.optimizer.step()
         self.updates += 1

@@ -7,7 +7,10 @@ parameters through ``torch.func.vmap``), turn the returns into centred ranks in 
 
     grad = sum_j (rank(theta + sigma eps_j) - rank(theta - sigma eps_j)) eps_j / (population_size * sigma)
 
-which Adam follows (ascent; AdamW with weight decay 1e-4 under the ``reg`` technique). Every parameter of
+which Adam follows (ascent). Under the ``reg`` technique Adam follows ``grad - (run.reg_coef / sigma) * theta``:
+OpenAI ES's L2 penalty, whose update is ``-g + l2coeff * theta`` with ``g = sigma * grad`` (their estimate is
+not divided by sigma) and ``l2coeff = run.reg_coef``; Adam is blind to the common factor sigma. The ES presets
+set OpenAI's default l2coeff, 0.005. Every parameter of
 the policy evolves, whatever its layout; a critic head, if the policy has one, never affects the actions.
 ES has no gradients, so ``gar`` is refused at config time and no GAS is logged.
 """
@@ -22,6 +25,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from rlcli.algos.ppo import make_optimizer
+from rlcli.algos.reg import reg_coefficient
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.timing import PhaseTimer
@@ -59,6 +63,7 @@ class ES(Algorithm):
         self.shapes = [params[n].shape for n in self.names]
         self.center = torch.nn.Parameter(torch.cat([params[n].detach().reshape(-1) for n in self.names]))
         self.optimizer = make_optimizer([self.center], cfg, hp.learning_rate, 1e-8)
+        self.reg_coef = reg_coefficient(cfg)  # 0 without the reg technique
         self.noise = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
         self.rng = np.random.default_rng(cfg.run.seed)
         self.env_steps = 0
@@ -124,7 +129,8 @@ class ES(Algorithm):
             weights = torch.as_tensor(ranks[:self.half] - ranks[self.half:], dtype=torch.float32, device=self.device)
             grad = weights @ eps / (hp.population_size * hp.sigma)
             self.optimizer.zero_grad(set_to_none=True)
-            self.center.grad = -grad  # the optimizer minimises; ES ascends the return
+            # the optimizer minimises: it descends -grad (ES ascends the return) plus the L2 penalty's gradient
+            self.center.grad = -grad + (self.reg_coef / hp.sigma) * center
             self.optimizer.step()
             self.sync_policy()
         self.generations += 1

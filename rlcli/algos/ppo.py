@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from rlcli.algos.gar import gar_step, gas_of_losses, uses_gar
+from rlcli.algos.reg import backward_l2_penalty, reg_coefficient
 from rlcli.config.learners import GARConfig
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
@@ -33,10 +34,8 @@ PROBE_SEED_OFFSET = 50_000  # GAS probe envs never share seeds with training or 
 
 
 def make_optimizer(params, cfg: Config, learning_rate: float, eps: float) -> torch.optim.Optimizer:
-    """Adam, or AdamW with weight decay 1e-4 when the technique includes ``reg``."""
+    """Adam, whatever the technique: ``reg`` is an L2 penalty in the loss (rlcli.algos.reg), not a decay."""
     # fused: one kernel for all parameters instead of a Python loop over them (much faster for small nets)
-    if "reg" in cfg.run.technique.split("+"):
-        return torch.optim.AdamW(params, lr=learning_rate, eps=eps, weight_decay=1e-4, fused=True)
     return torch.optim.Adam(params, lr=learning_rate, eps=eps, fused=True)
 
 
@@ -62,6 +61,7 @@ class PPO(Algorithm):
             probe_env = make_levels_env(cfg.env, self.gar_cfg.levels, cfg.run.seed + PROBE_SEED_OFFSET, 1)
             self.probe = RolloutCollector(probe_env, self.policy, self.gar_cfg.gas_probe_steps, hp.gamma, device,
                                           cfg.run.seed + PROBE_SEED_OFFSET)
+        self.reg_coef = reg_coefficient(cfg)  # 0 without the reg technique
         self.env_steps = 0
         self.iterations = 0
 
@@ -177,6 +177,8 @@ class PPO(Algorithm):
                     mb = {k: v[start:start + self.minibatch_size] for k, v in shuffled.items()}
                     loss, stats = self.minibatch_loss(mb)
                     loss.backward()
+                if self.reg_coef:
+                    stats["reg_penalty"] = backward_l2_penalty(self.policy.parameters(), self.reg_coef)
                 clip_grad_norm(self.policy.parameters(), hp.max_grad_norm)
                 self.optimizer.step()
                 for k, v in stats.items():  # tensors: one .item() per stat at the end, not per minibatch

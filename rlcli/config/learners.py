@@ -86,7 +86,8 @@ def check_variation(cfg) -> None:
 
 
 def check_no_gar(cfg) -> None:
-    """Learners that do not implement gradient agreement refuse it rather than silently ignore it."""
-    if "gar" in cfg.run.technique.split("+"):
+    """Learners that implement neither gradient agreement nor the reg penalty (RND) refuse both rather than
+    silently ignore them."""
+    if cfg.run.technique != "baseline":
         raise ConfigError(f"technique '{cfg.run.technique}' is not implemented for {cfg.algo} (ppo, vapor and dqn "
-                          "have it); use --technique baseline or reg")
+                          "have gar and reg, es has reg); use --technique baseline")

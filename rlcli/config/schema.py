@@ -34,6 +34,8 @@ class RunConfig:
     runs_dir: str = option("runs", "Folder that holds run folders.")
     technique: str = option("baseline", "Generalization technique: baseline, reg, gar or gar+reg.",
                             choices=("baseline", "reg", "gar", "gar+reg"))
+    reg_coef: float = option(1e-3, "reg technique: L2 penalty 0.5 * reg_coef * ||theta||^2 added to the loss "
+                             "(ES: OpenAI ES's l2coeff); unused without reg.", min=0.0)
     eval_every: int = option(0, "Evaluate every this many env steps (0 = only at the end).", min=0)
     eval_episodes: int = option(10, "Episodes per evaluation (deterministic policy).", min=1)
     checkpoint_every: int = option(50_000, "Save a checkpoint every this many env steps (0 = only at the end).",
