@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import rlcli
+from rlcli.config.fields import ConfigError
 from rlcli.engine.replay_buffer import ReplayBuffer
 from rlcli.engine.train import build_algorithm
 from rlcli.storage.checkpoint import load_checkpoint
@@ -116,3 +117,77 @@ def test_dqn_learns_cartpole_a_little_and_its_checkpoint_plays(tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "return" in out.stdout
+
+
+# -- exact resume ------------------------------------------------------------------------------------------
+
+def test_replay_buffer_state_restores_every_byte_after_wrapping():
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(7, 3, (2,), np.float32, torch.device("cpu"))
+    obs = rng.normal(size=(3, 2)).astype(np.float32)
+    for _ in range(11):  # wraps: 11 rows into 7
+        nxt = rng.normal(size=(3, 2)).astype(np.float32)
+        ended = rng.random(3) < 0.3
+        real = nxt.copy()
+        real[ended] = -0.0  # a final observation that differs from the next row's obs only in its sign bit
+        buf.add(obs, rng.integers(0, 2, 3), rng.normal(size=3), real, ended & (rng.random(3) < 0.5), ended)
+        obs = nxt
+    saved = buf.state()
+    assert len(saved["next_obs"]) < 7 * 3  # only the next observations that are not the next row's obs
+    fresh = ReplayBuffer(7, 3, (2,), np.float32, torch.device("cpu"))
+    fresh.load_state(saved)
+    for name in ("obs", "next_obs", "actions", "rewards", "terminated", "ended"):
+        assert getattr(fresh, name).tobytes() == getattr(buf, name).tobytes(), name
+    assert (fresh.pos, fresh.rows) == (buf.pos, buf.rows)
+    with pytest.raises(ConfigError, match="checkpoint_replay=false"):
+        ReplayBuffer(8, 3, (2,), np.float32, torch.device("cpu")).load_state(saved)
+
+
+def _small_dqn(tmp_path, steps: int, name: str, *sets: str):
+    # epsilon constant (exploration_fraction 0): its schedule spans run.total_steps, which a resume to 2N changes;
+    # a 1000-transition buffer wraps before N; the GAS probe runs (its envs are saved too)
+    over = ["env.num_envs=4", "dqn.learning_starts=256", "dqn.buffer_size=1000", "dqn.exploration_fraction=0",
+            "dqn.end_epsilon=0.3", "dqn.target_update_every=128", "gar.gas_every=3", "gar.gas_probe_steps=16",
+            "run.eval_episodes=3", *sets]
+    return rlcli.resolve_config("dqn", env="cartpole", overrides=over,
+                                extra={"run": {"total_steps": steps, "runs_dir": str(tmp_path), "name": name}})
+
+
+@pytest.mark.parametrize("technique", ["baseline", "gar+reg"])
+def test_dqn_resume_n_to_2n_equals_2n_in_one_go(tmp_path, technique):
+    straight = rlcli.train(_small_dqn(tmp_path, 2048, "straight", f"run.technique={technique}"))
+    first = _small_dqn(tmp_path, 1024, "resumed", f"run.technique={technique}")
+    rlcli.train(first)
+    second = first.copy()
+    second.run.total_steps = 2048
+    resumed = rlcli.train(second, resume=tmp_path / "resumed")
+    a = load_checkpoint(straight.run_dir / "checkpoints" / "last.h5")
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.h5")
+    for group in ("model", "target", "obs_rms"):
+        ta, tb = a.tensors(group), b.tensors(group)
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), (group, k)
+    opt_a, opt_b = a.tensors("optimizer"), b.tensors("optimizer")
+    for pid in opt_a:
+        assert torch.equal(opt_a[pid]["exp_avg_sq"], opt_b[pid]["exp_avg_sq"])
+    assert a.documents["counters"] == b.documents["counters"]
+    assert (resumed.final_eval_return, resumed.final_eval_std) == (straight.final_eval_return,
+                                                                   straight.final_eval_std)
+    ma, mb = read_metrics(straight.run_dir / "metrics.h5"), read_metrics(resumed.run_dir / "metrics.h5")
+    assert np.array_equal(ma["td_loss"], mb["td_loss"]) and np.array_equal(ma["gas"], mb["gas"])
+    assert mb["td_loss"][:, 0].tolist() == sorted(set(mb["td_loss"][:, 0].tolist()))  # each step once
+
+
+def test_dqn_without_replay_in_the_checkpoint_resumes_inexactly_and_refills_first(tmp_path):
+    first = _small_dqn(tmp_path, 1024, "r", "dqn.checkpoint_replay=false")
+    rlcli.train(first)
+    ckpt = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.h5")
+    assert not ckpt.has("replay") and not ckpt.has("envs")
+    updates = ckpt.documents["counters"]["updates"]
+    second = first.copy()
+    second.run.total_steps = 1024 + 256
+    rlcli.train(second, resume=tmp_path / "r")
+    after = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.h5").documents["counters"]
+    assert after["updates"] == updates  # the first 256 steps after the resume only refill the buffer
+    assert after["learning_after"] == 1024 + 256

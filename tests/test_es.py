@@ -127,3 +127,30 @@ def test_es_with_consistent_dropout_scores_the_policy_in_eval_mode():
         assert not algo.policy.training
     finally:
         algo.close()
+
+
+def test_es_resume_n_to_2n_equals_2n_in_one_go(tmp_path):
+    from rlcli.storage.checkpoint import load_checkpoint
+
+    def cfg(steps: int, name: str):
+        return rlcli.resolve_config("es", env="cartpole", overrides=["es.population_size=10", "run.eval_episodes=3"],
+                                    extra={"run": {"total_steps": steps, "runs_dir": str(tmp_path), "name": name}})
+
+    straight = rlcli.train(cfg(2000, "straight"))
+    first = cfg(1000, "resumed")
+    rlcli.train(first)
+    second = first.copy()
+    second.run.total_steps = 2000
+    resumed = rlcli.train(second, resume=tmp_path / "resumed")
+    a = load_checkpoint(straight.run_dir / "checkpoints" / "last.h5")
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.h5")
+    model_a, model_b = a.tensors("model"), b.tensors("model")
+    assert model_a.keys() == model_b.keys()
+    for k in model_a:
+        assert torch.equal(model_a[k], model_b[k]), k
+    assert torch.equal(a.tensors("optimizer")["0"]["exp_avg"], b.tensors("optimizer")["0"]["exp_avg"])
+    assert a.documents["counters"] == b.documents["counters"]
+    assert (resumed.final_eval_return, resumed.final_eval_std) == (straight.final_eval_return,
+                                                                   straight.final_eval_std)
+    ma, mb = read_metrics(straight.run_dir / "metrics.h5"), read_metrics(resumed.run_dir / "metrics.h5")
+    assert np.array_equal(ma["population_return_mean"], mb["population_return_mean"])

@@ -41,6 +41,8 @@ def test_resume_n_to_2n_equals_2n_in_one_go(small_ppo):
     opt_a, opt_b = a.tensors("optimizer"), b.tensors("optimizer")
     for pid in opt_a:
         assert torch.equal(opt_a[pid]["exp_avg_sq"], opt_b[pid]["exp_avg_sq"])
+    assert (resumed.final_eval_return, resumed.final_eval_std) == (straight.final_eval_return,
+                                                                   straight.final_eval_std)
     # the resumed run's metrics hold each step once
     steps = read_metrics(resumed.run_dir / "metrics.h5")["policy_loss"][:, 0]
     assert steps.tolist() == [512, 1024, 1536, 2048]

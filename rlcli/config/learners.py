@@ -35,6 +35,10 @@ class DQNConfig:
     adam_eps: float = option(1e-8, "Adam epsilon.", min=0.0)
     steps_per_iteration: int = option(256, "Env steps per loop iteration (metrics are logged once per iteration).",
                                       min=1)
+    checkpoint_replay: bool = option(True, "Save the replay buffer (and the envs' state where they can save it) in "
+                                           "checkpoints, so a resumed run continues bit for bit; false = smaller "
+                                           "checkpoints, and a resumed run refills dqn.learning_starts transitions "
+                                           "into an empty buffer before learning again (inexact resume).")
 
 
 @dataclass

@@ -3,12 +3,21 @@
 Transitions are stored as a ring of ``capacity`` vector steps x ``num_envs`` envs, so each env's steps stay
 in time order: an n-step return is read off consecutive rows of one env column, and a learner can sample
 from a subset of env columns (one variation level of a :class:`~rlcli.envs.variation.LevelsVectorEnv`).
+
+:meth:`ReplayBuffer.state` and :meth:`ReplayBuffer.load_state` save and restore the contents bit for bit as
+plain arrays (checkpoints store them as HDF5 datasets). Only the rows written so far are saved, and
+``next_obs`` only where it is not already the next row's ``obs`` (episode ends and the newest row): a step's
+next observation is the following step's observation otherwise, so the saved buffer is about half the size.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+
+from rlcli.config.fields import ConfigError
 
 
 class ReplayBuffer:
@@ -66,3 +75,38 @@ class ReplayBuffer:
         return {"obs": t(self.obs[start, env]), "actions": t(self.actions[start, env]),
                 "returns": t(returns, torch.float32), "next_obs": t(self.next_obs[last_row, env]),
                 "discounts": t(discounts, torch.float32)}
+
+    # -- checkpoint state ---------------------------------------------------------------------------------
+    def _next_is_next_row(self) -> np.ndarray:
+        """(rows, num_envs) bool: ``next_obs[t]`` equals ``obs[t + 1]`` byte for byte (so need not be saved)."""
+        n = self.rows
+        succ = (np.arange(n) + 1) % self.capacity
+        a = np.ascontiguousarray(self.next_obs[:n]).reshape(n, self.num_envs, -1).view(np.uint8)
+        b = np.ascontiguousarray(self.obs[succ]).reshape(n, self.num_envs, -1).view(np.uint8)
+        same = (a == b).all(axis=2)
+        same[(self.pos - 1) % self.capacity] = False  # the newest row has no successor yet (or the oldest row)
+        return same
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The written rows as arrays; restores exactly with :meth:`load_state` on a buffer of the same size."""
+        n = self.rows
+        stored = np.argwhere(~self._next_is_next_row()) if n else np.zeros((0, 2), np.int64)
+        return {"obs": self.obs[:n], "actions": self.actions[:n], "rewards": self.rewards[:n],
+                "terminated": self.terminated[:n], "ended": self.ended[:n],
+                "next_obs_at": stored.astype(np.int64), "next_obs": self.next_obs[stored[:, 0], stored[:, 1]],
+                "position": np.array([self.pos, self.rows, self.capacity, self.num_envs], dtype=np.int64)}
+
+    def load_state(self, saved: dict[str, Any]) -> None:
+        pos, rows, capacity, num_envs = (int(v) for v in np.asarray(saved["position"]))
+        if (capacity, num_envs) != (self.capacity, self.num_envs) or np.asarray(saved["obs"]).shape != (
+                rows, num_envs, *self.obs.shape[2:]):
+            raise ConfigError(f"the checkpoint's replay buffer holds {capacity} steps x {num_envs} envs, this run's "
+                              f"{self.capacity} x {self.num_envs}; resume with the dqn.buffer_size and env.num_envs "
+                              "it was saved with, or set dqn.checkpoint_replay=false (inexact resume)")
+        self.pos, self.rows = pos, rows
+        for name in ("obs", "actions", "rewards", "terminated", "ended"):
+            getattr(self, name)[:rows] = np.asarray(saved[name])
+        succ = (np.arange(rows) + 1) % self.capacity
+        self.next_obs[:rows] = self.obs[succ]
+        at = np.asarray(saved["next_obs_at"], dtype=np.int64).reshape(-1, 2)
+        self.next_obs[at[:, 0], at[:, 1]] = np.asarray(saved["next_obs"])
