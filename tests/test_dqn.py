@@ -191,3 +191,27 @@ def test_dqn_without_replay_in_the_checkpoint_resumes_inexactly_and_refills_firs
     after = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.h5").documents["counters"]
     assert after["updates"] == updates  # the first 256 steps after the resume only refill the buffer
     assert after["learning_after"] == 1024 + 256
+
+
+def test_dqn_interrupted_at_n_and_resumed_equals_an_uninterrupted_run_with_its_epsilon_schedule(tmp_path):
+    """Ctrl-C at N of a 2N run, then --resume: the same run.total_steps, so epsilon's decay is the same."""
+    import os
+    import signal
+
+    from rlcli.engine.train import TrainingInterrupted
+
+    sets = ["dqn.exploration_fraction=0.7", "dqn.end_epsilon=0.05"]
+    straight = rlcli.train(_small_dqn(tmp_path, 2048, "straight", *sets))
+    cut = _small_dqn(tmp_path, 2048, "cut", *sets)
+
+    def ctrl_c_at_n(step: int) -> None:
+        if step == 1024:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        rlcli.train(cut, callbacks=[ctrl_c_at_n])
+    resumed = rlcli.train(cut.copy(), resume=tmp_path / "cut")
+    a = load_checkpoint(straight.run_dir / "checkpoints" / "last.h5").tensors("model")
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.h5").tensors("model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.final_eval_return == straight.final_eval_return
