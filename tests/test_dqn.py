@@ -215,3 +215,10 @@ def test_dqn_interrupted_at_n_and_resumed_equals_an_uninterrupted_run_with_its_e
     b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.h5").tensors("model")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.final_eval_return == straight.final_eval_return
+
+
+def test_dqn_refuses_an_env_without_a_box_observation_space(tmp_path):
+    cfg = rlcli.resolve_config("dqn", env="darkroom", extra={"run": {"runs_dir": str(tmp_path), "name": "d"}})
+    with pytest.raises(ConfigError, match="Box observation space"):
+        rlcli.train(cfg)
+    assert not (tmp_path / "d").exists()

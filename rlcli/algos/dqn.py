@@ -76,6 +76,10 @@ class DQN(Algorithm):
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         if not hasattr(act_space, "n"):
             raise ConfigError(f"dqn needs a discrete action space, got {act_space}")
+        if not hasattr(obs_space, "low"):  # darkroom's Discrete position: the Q-network reads arrays of features
+            self.env.close()
+            raise ConfigError(f"dqn needs a Box observation space, and '{cfg.env.id}' gives {obs_space}; "
+                              "train ppo or es on it")
         self.n_actions = int(act_space.n)
         self.q = QNetwork(cfg.policy, obs_space.shape, self.n_actions).to(device)
         self.target = copy.deepcopy(self.q)
