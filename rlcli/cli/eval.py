@@ -28,6 +28,7 @@ def eval_command(
     """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context."""
     import rlcli
     from rlcli.ad.evaluate import is_ad_checkpoint
+    from rlcli.cli.display import make_count_reporter
 
     if is_ad_checkpoint(run, checkpoint):
         from rlcli.ad.evaluate import evaluate_ad
@@ -44,7 +45,7 @@ def eval_command(
         if video is not None:
             raise ConfigError("--video records one episode at one level; run it without --shift")
         res = evaluate_shift(run, shift, episodes=episodes, checkpoint=checkpoint, deterministic=not stochastic,
-                             overrides=overrides)
+                             overrides=overrides, reporter=make_count_reporter())
         for level, mean, std in zip(res.levels, res.mean_returns, res.std_returns, strict=True):
             print(f"level {level:.2f}: return {mean:.2f} ± {std:.2f}")
         print(f"{res.checkpoint} (step {res.step}): GRS {res.grs:.3f} -> {res.path}")
@@ -62,7 +63,7 @@ def eval_command(
               f"{100 * mc.disagreement:.1f}% of steps")
         return
     result = rlcli.evaluate(run, episodes=episodes, deterministic=not stochastic, video=video,
-                            checkpoint=checkpoint, overrides=overrides)
+                            checkpoint=checkpoint, overrides=overrides, reporter=make_count_reporter())
     mode = "stochastic" if stochastic else "deterministic"
     print(f"{result.checkpoint} (step {result.step}), {episodes} {mode} episodes: "
           f"return {result.mean_return:.2f} ± {result.std_return:.2f}, "

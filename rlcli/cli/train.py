@@ -127,7 +127,10 @@ def _train_study(path: str, workers: int | None, dry_run: bool, algo: str | None
     if algo is not None or env is not None or resume is not None:
         raise ConfigError("--study runs the matrix of the study file; drop ALGO, --env and --resume "
                           "(rerunning the study resumes its unfinished runs)")
-    result = run_study(path, workers=workers, dry_run=dry_run, log=lambda line: print(line, flush=True))
+    from rlcli.cli.display import make_count_reporter
+
+    result = run_study(path, workers=workers, dry_run=dry_run, log=lambda line: print(line, flush=True),
+                       reporter=make_count_reporter())
     if result.interrupted:
         print(f"rlcli: study interrupted; continue with: rlcli train --study {path}", file=sys.stderr)
         raise typer.Exit(2)

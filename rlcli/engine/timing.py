@@ -6,6 +6,9 @@ import time
 from collections import defaultdict
 
 PHASES = ("env", "inference", "learning", "storage")
+# one-off work before the loop (building envs and networks, restoring a checkpoint): timed, so that
+# ``rlcli profile`` can show it, but not a share of the loop's time (it would dominate every short run)
+SETUP = "setup"
 
 
 class _Phase:
@@ -52,5 +55,7 @@ class PhaseTimer:
         return phase
 
     def shares(self) -> dict[str, float]:
-        total = sum(self.totals.values()) or 1.0
-        return {k: v / total for k, v in self.totals.items()}
+        """Each phase's share of the time spent in the loop's phases, largest first; setup is not one."""
+        loop = {k: v for k, v in self.totals.items() if k != SETUP}
+        total = sum(loop.values()) or 1.0
+        return {k: v / total for k, v in sorted(loop.items(), key=lambda kv: -kv[1])}

@@ -23,7 +23,7 @@ from rlcli.engine.algorithm import Algorithm
 from rlcli.engine.progress import Progress, Reporter
 from rlcli.engine.seeding import resolve_device, seed_everything
 from rlcli.engine.signals import InterruptFlag
-from rlcli.engine.timing import PhaseTimer
+from rlcli.engine.timing import SETUP, PhaseTimer
 from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint
 from rlcli.storage.metrics import MetricsWriter
 from rlcli.storage.runs import CHECKPOINT_BEST, CHECKPOINT_LAST, write_config
@@ -109,7 +109,7 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
 
-    with timer.phase("setup"):  # building envs and networks, restoring a checkpoint
+    with timer.phase(SETUP):  # building envs and networks, restoring a checkpoint
         algo = build_algorithm(cfg)
         metrics = MetricsWriter(run_dir / "metrics.h5",
                                 truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
@@ -189,7 +189,7 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
                     last_flush = now
                 reporter.update(Progress(step, total, values["steps_per_second"],
                                          float(np.mean(recent_returns)) if recent_returns else None,
-                                         elapsed, timer.shares()))
+                                         elapsed, timer.shares(), result.metrics))
                 for callback in callbacks or ():
                     callback(step)
                 if interrupt.set:

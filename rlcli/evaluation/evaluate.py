@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rlcli.config.schema import build_config
+from rlcli.engine.progress import CountReporter
 from rlcli.storage.checkpoint import load_checkpoint
 from rlcli.storage.runs import resolve_checkpoint
 
@@ -52,20 +53,27 @@ def load_for_inference(run_or_checkpoint: str | Path, checkpoint: str = "last", 
 
 def evaluate(run_or_checkpoint: str | Path, episodes: int = 10, deterministic: bool = True,
              video: str | Path | None = None, checkpoint: str = "last", overrides: list[str] = (),
-             seed: int | None = None) -> EvalResult:
-    """Evaluate the policy of a run folder (its ``checkpoints/<checkpoint>.h5``) or of a checkpoint file."""
+             seed: int | None = None, reporter: CountReporter | None = None) -> EvalResult:
+    """Evaluate the policy of a run folder (its ``checkpoints/<checkpoint>.h5``) or of a checkpoint file.
+
+    ``reporter`` (an :class:`~rlcli.engine.progress.CountReporter`) follows the episodes as they finish."""
     from rlcli.engine.train import EVAL_SEED_OFFSET
     from rlcli.evaluation.episodes import run_episodes
 
+    reporter = reporter or CountReporter()
     algo, cfg, path, step = load_for_inference(run_or_checkpoint, checkpoint, overrides)
+    reporter.start("eval episodes", episodes)
     try:
         eval_seed = cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed
-        returns, lengths = run_episodes(lambda obs: algo.act(obs, deterministic), cfg.env, episodes, eval_seed)
+        returns, lengths = run_episodes(lambda obs: algo.act(obs, deterministic), cfg.env, episodes, eval_seed,
+                                        on_finished=reporter.update)
+        reporter.stop()
         video_path = None
         if video is not None:
             from rlcli.evaluation.video import record_episode
 
             video_path = record_episode(lambda obs: algo.act(obs, deterministic), cfg.env, Path(video), eval_seed)
     finally:
+        reporter.stop()
         algo.close()
     return EvalResult(path, step, returns, lengths, video_path)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rlcli.config.fields import ConfigError
+from rlcli.engine.progress import CountReporter
 
 DEFAULT_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -102,12 +103,14 @@ def shift_file_for(run_or_checkpoint: str | Path, checkpoint_path: Path) -> Path
 
 def evaluate_shift(run_or_checkpoint: str | Path, levels: str | list[float] = DEFAULT_LEVELS,
                    episodes: int = 10, checkpoint: str = "last", deterministic: bool = True,
-                   overrides: list[str] = (), save: bool = True) -> ShiftResult:
+                   overrides: list[str] = (), save: bool = True,
+                   reporter: CountReporter | None = None) -> ShiftResult:
     """Evaluate a saved policy at each shift level, compute its GRS and (``save``) store the curve.
 
     The weights are loaded once; every level plays ``episodes`` episodes from the same seeds (the run's
     evaluation seed), only ``env.variation_level`` changes. ``overrides`` (``--set`` lines) change the
-    evaluation env otherwise, as in :func:`rlcli.evaluation.evaluate.evaluate`.
+    evaluation env otherwise, as in :func:`rlcli.evaluation.evaluate.evaluate`. ``reporter`` (a
+    :class:`~rlcli.engine.progress.CountReporter`) follows the episodes of all levels as they finish.
     """
     grid = parse_levels(levels)  # bad levels fail before torch is imported
 
@@ -117,15 +120,26 @@ def evaluate_shift(run_or_checkpoint: str | Path, levels: str | list[float] = DE
     from rlcli.evaluation.evaluate import load_for_inference
     from rlcli.storage.shift import write_shift
 
+    reporter = reporter or CountReporter()
     algo, cfg, path, step = load_for_inference(run_or_checkpoint, checkpoint, overrides)
+    reporter.start("shift episodes", episodes * len(grid))
     try:
         refuse_without_variation(cfg.env.id, "--shift evaluates at several variation levels")
         seed = cfg.run.seed + EVAL_SEED_OFFSET
-        returns = np.stack([
-            run_episodes(lambda obs: algo.act(obs, deterministic),
-                         dataclasses.replace(cfg.env, variation_level=level), episodes, seed)[0]
-            for level in grid])
+        per_level = []
+        for i, level in enumerate(grid):
+            note = f"level {level:g} ({i + 1} of {len(grid)})"
+            reporter.update(i * episodes, note)
+
+            def finished(n: int, before: int = i * episodes, note: str = note) -> None:
+                reporter.update(before + n, note)
+
+            per_level.append(run_episodes(lambda obs: algo.act(obs, deterministic),
+                                          dataclasses.replace(cfg.env, variation_level=level), episodes, seed,
+                                          on_finished=finished)[0])
+        returns = np.stack(per_level)
     finally:
+        reporter.stop()
         algo.close()
     levels_arr = np.asarray(grid)
     result = ShiftResult(levels_arr, returns, grs_score(levels_arr, returns.mean(axis=1)), str(path), step,

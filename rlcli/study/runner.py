@@ -24,18 +24,20 @@ no new run starts, and the command exits 2; rerunning it resumes them. A second 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from rlcli.engine.progress import CountReporter
 from rlcli.engine.signals import InterruptFlag
 from rlcli.study.spec import Study, StudyRun, load_study
 
@@ -159,9 +161,30 @@ def _summary(run: StudyRun) -> str:
     return ", ".join(parts)
 
 
+STEP_LINE = re.compile(rb"step (\d+)/(\d+)")  # the worker's progress lines (PlainReporter)
+
+
+def running_note(logs: dict[str, Path]) -> str:
+    """``"name 42%  name 7%"``: how far each running run is, from the last progress line of its log."""
+    notes = []
+    for name, log_path in logs.items():
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                found = STEP_LINE.findall(f.read())
+        except OSError:
+            found = []
+        step, total = (int(x) for x in found[-1]) if found else (0, 0)
+        notes.append(f"{name} {step / total:.0%}" if total else f"{name} starting")
+    return "  ".join(notes)
+
+
 def run_study(path: str | Path, workers: int | None = None, dry_run: bool = False,
-              log: Callable[[str], None] = print) -> StudyResult:
+              log: Callable[[str], None] = print, reporter: CountReporter | None = None) -> StudyResult:
     """Run (or with ``dry_run`` only list) the study in ``path``; see the module docstring.
+
+    ``reporter`` (a :class:`~rlcli.engine.progress.CountReporter`) follows the runs finished, with how far
+    each running run is, every 2 s.
 
     Raises ConfigError before anything starts when the study file is wrong. Failed runs do not raise:
     they are in ``StudyResult.failed`` (their logs say why), and rerunning retries them.
@@ -184,6 +207,8 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
     outcomes = [RunOutcome(r, "done", "skipped") for r in study.runs if states[r.name] == "done"]
     finished = 0
     interrupt = InterruptFlag()
+    running: dict[str, Path] = {}  # name -> log, of the runs whose process is running now
+    reporter = reporter or CountReporter()
 
     def job(run: StudyRun) -> RunOutcome:
         state = states[run.name]
@@ -201,33 +226,42 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
             with open(log_path, "a") as out:
                 out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {mode}: {' '.join(cmd)}\n")
                 out.flush()
-                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+                running[run.name] = log_path
+                try:
+                    rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+                finally:
+                    running.pop(run.name, None)
         except OSError as e:  # the run could not even start (disk full, folder not removable, ...)
             return RunOutcome(run, state, "failed", time.perf_counter() - t0, None, log_path, str(e))
         status = "done" if rc == 0 else "interrupted" if interrupt.set else "failed"
         return RunOutcome(run, state, status, time.perf_counter() - t0, rc, log_path)
 
     pool = ThreadPoolExecutor(max_workers=study.workers)
+    reporter.start("study runs", len(todo))
     with interrupt:
         try:
-            futures = [pool.submit(job, run) for run in todo]
-            for future in as_completed(futures):
-                outcome = future.result()
-                outcomes.append(outcome)
-                finished += outcome.status != "cancelled"
-                run = outcome.run
-                if outcome.status == "done":
-                    best = update_best(study, run.algo, run.env)
-                    log(f"[{finished}/{len(todo)}] {run.name} done in {outcome.seconds:.1f} s "
-                        f"({outcome.state}): {_summary(run)}"
-                        + (f"; best {run.algo} on {run.env}: {best['run']}" if best else ""))
-                elif outcome.status == "interrupted":
-                    log(f"[{finished}/{len(todo)}] {run.name} interrupted; rerunning the study resumes it")
-                elif outcome.status == "failed":
-                    why = outcome.error or f"exit {outcome.returncode}"
-                    log(f"[{finished}/{len(todo)}] {run.name} FAILED ({why}) after "
-                        f"{outcome.seconds:.1f} s; log: {outcome.log}")
+            pending = {pool.submit(job, run) for run in todo}
+            while pending:
+                done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    outcomes.append(outcome)
+                    finished += outcome.status != "cancelled"
+                    run = outcome.run
+                    if outcome.status == "done":
+                        best = update_best(study, run.algo, run.env)
+                        log(f"[{finished}/{len(todo)}] {run.name} done in {outcome.seconds:.1f} s "
+                            f"({outcome.state}): {_summary(run)}"
+                            + (f"; best {run.algo} on {run.env}: {best['run']}" if best else ""))
+                    elif outcome.status == "interrupted":
+                        log(f"[{finished}/{len(todo)}] {run.name} interrupted; rerunning the study resumes it")
+                    elif outcome.status == "failed":
+                        why = outcome.error or f"exit {outcome.returncode}"
+                        log(f"[{finished}/{len(todo)}] {run.name} FAILED ({why}) after "
+                            f"{outcome.seconds:.1f} s; log: {outcome.log}")
+                reporter.update(finished, running_note(dict(running)))
         finally:
+            reporter.stop()
             pool.shutdown(wait=True, cancel_futures=True)
     outcomes.sort(key=lambda o: o.run.index)
     result = StudyResult(study, outcomes, time.perf_counter() - start, interrupt.set)

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     cfg = load_run_config(config_path)
     if mode in ("new", "resume"):
         try:
-            result = train(cfg, resume=run_dir if mode == "resume" else None, reporter=PlainReporter(interval=30.0))
+            result = train(cfg, resume=run_dir if mode == "resume" else None, reporter=PlainReporter(interval=5.0))
         except TrainingInterrupted as e:
             print(f"interrupted: {e}; the study resumes this run when it is rerun", flush=True)
             return 2
