@@ -128,6 +128,7 @@ def test_profile_prints_the_phase_breakdown_and_writes_a_trace(cli, tmp_path):
         assert phase in out.stdout
     traces = list((tmp_path / "tr").glob("*.json*"))
     assert traces and traces[0].stat().st_size > 10_000
+    assert out.stderr == ""  # no profiler noise ("USDT: ... profiler_start")
 
 
 def test_profile_rejects_a_bad_inner_command(cli):

@@ -9,9 +9,11 @@ warm-up iteration) with each phase annotated, and writes a Chrome/TensorBoard tr
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +61,7 @@ def profile(cfg: Config, trace_dir: str | Path | None = None, trace_iterations: 
                 on_trace_ready=tp.tensorboard_trace_handler(str(trace_dir)),
                 record_shapes=True))
             timer.annotate = True  # phases appear as named ranges in the trace
-            callbacks.append(lambda step: prof.step())
+            callbacks.append(lambda step: _quietly(prof.step))
         start = time.perf_counter()
         result = train(cfg, timer=timer, callbacks=callbacks)
         wall = time.perf_counter() - start
@@ -73,6 +75,26 @@ def profile(cfg: Config, trace_dir: str | Path | None = None, trace_iterations: 
         except (AssertionError, RuntimeError):  # fewer iterations than the schedule's active window
             out.top_ops = ""
     return out
+
+
+@contextmanager
+def _stderr_silenced():
+    """File descriptor 2 goes to /dev/null for the block: torch's kineto writes "USDT: ... profiler_start"
+    and "profiler_stop" lines to it from C++, below Python's sys.stderr, and they say nothing to a user."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _quietly(call) -> None:
+    with _stderr_silenced():
+        call()
 
 
 def _cuda() -> bool:

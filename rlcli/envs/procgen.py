@@ -43,6 +43,9 @@ def _check_time_limit(max_episode_steps: int) -> None:
 
 
 def _gym3_env(num: int, variation_level: float, seed: int, render_mode: str | None = None):
+    from rlcli.envs.legacy_gym import import_legacy_gym
+
+    import_legacy_gym()  # procgen imports the old gym, which prints a banner otherwise
     from procgen import ProcgenGym3Env
 
     return ProcgenGym3Env(num=num, env_name="starpilot", rand_seed=int(seed), start_level=0, num_threads=1,
