@@ -1,9 +1,14 @@
-"""`rlcli report` on real small runs: the table holds config.toml's and metrics.h5's numbers, steps to a
-threshold, learning/GRS curve PNGs, report.md, and the errors a user can hit."""
+"""`rlcli report` on real small runs: the table holds config.toml's and metrics.h5's numbers, groups are
+runs that differ only in the seed (other budgets and repeated seeds stay apart), intervals are CIs from 3
+seeds on and labelled ranges below that, steps to a threshold, learning/GRS curve PNGs whose legends name
+their bands, tables that fit 80 columns, report.md, and the errors a user can hit."""
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +28,7 @@ def runs(tmp_path_factory):
     from rlcli.evaluation.grs import evaluate_shift
 
     runs_dir = tmp_path_factory.mktemp("runs")
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         cfg = rlcli.resolve_config("ppo", env="cartpole", extra={"run": {
             "total_steps": 1536, "eval_every": 512, "eval_episodes": 3, "seed": seed, "runs_dir": str(runs_dir),
             "name": f"ppo-s{seed}"}})
@@ -39,24 +44,27 @@ def test_table_holds_the_runs_config_and_metrics(runs, tmp_path):
     from rlcli.storage.shift import read_shift
 
     rep = rlcli.report([runs], out=tmp_path, reps=2000)
-    assert [r.name for r in rep.runs] == ["ppo-s0", "ppo-s1"]
+    assert [r.name for r in rep.runs] == ["ppo-s0", "ppo-s1", "ppo-s2"]
     finals = []
-    for record, row in zip(rep.runs, run_rows(rep.runs), strict=True):
+    for record, row in zip(rep.runs, run_rows(rep.runs, rep.groups), strict=True):
         m = read_metrics(runs / record.name / "metrics.h5")
         assert (record.algo, record.env, record.technique, record.seed) == ("ppo", "cartpole", "baseline",
                                                                             int(record.name[-1]))
         assert record.steps == 1536
         assert record.final_eval == m["eval_return"][-1, 1] and record.best_eval == m["eval_return"][:, 1].max()
         assert record.wall_time == m["wall_time"][-1, 1]
-        assert row[5:9] == ("1536", f"{record.final_eval:.1f}", f"{record.best_eval:.1f}", f"{record.wall_time:.1f}")
+        assert row[1:7] == ("1", record.name[-1], "1536", f"{record.final_eval:.1f}", f"{record.best_eval:.1f}",
+                            f"{record.wall_time:.1f}")
         finals.append(record.final_eval)
     assert rep.runs[0].grs == read_shift(runs / "ppo-s0" / "shift.h5").grs and rep.runs[1].grs is None
     (group,) = rep.group_table
-    assert group[:4] == ("ppo", "cartpole", "baseline", "2")
-    assert group[4].startswith(f"{np.mean(finals):.1f} [{min(finals):.1f}, {max(finals):.1f}]")
-    assert group[8] == f"{rep.runs[0].grs:.3f}"  # the mean over the runs that have a GRS
+    assert group[:4] == ("1", "ppo + baseline", "cartpole", "3")
+    mean, low, high = (float(x) for x in re.fullmatch(r"(\S+)\n\[(\S+), (\S+)\] 95% CI", group[4]).groups())
+    assert mean == pytest.approx(np.mean(finals), abs=0.051)  # three seeds: a bootstrap CI of the mean
+    assert min(finals) - 0.05 <= low <= mean <= high <= max(finals) + 0.05
+    assert group[6] == f"{rep.runs[0].grs:.3f}"  # the mean over the runs that have a GRS
     md = (tmp_path / "report.md").read_text()
-    assert "| ppo-s0 | ppo | cartpole | baseline | 0 | 1536 |" in md
+    assert "| ppo-s0 | 1 | 0 | 1536 |" in md and "95% stratified-bootstrap CI" in md
 
 
 def test_steps_to_threshold(runs, tmp_path):
@@ -70,9 +78,9 @@ def test_steps_to_threshold(runs, tmp_path):
     rep = rlcli.report([runs], out=tmp_path, thresholds={"cartpole": threshold}, reps=500)
     assert steps_to_threshold(rep.runs[0], threshold) == expected
     assert steps_to_threshold(rep.runs[0], 1e9) is None
-    assert f"reach {threshold:g})" in rep.group_table[0][7]
+    assert rep.group_table[0][5].endswith("/3)") and f"cartpole {threshold:g})" in rep.markdown
     never = rlcli.report([runs], out=tmp_path, thresholds={"cartpole": 1e9}, reps=500)
-    assert never.group_table[0][7] == "never (0/2 reach 1e+09)"
+    assert never.group_table[0][5] == "never (0/3)" and "(cartpole 1e+09)" in never.markdown
 
 
 def test_curves_and_grs_figures(runs, tmp_path):
@@ -84,6 +92,77 @@ def test_curves_and_grs_figures(runs, tmp_path):
     for name in ("curves-cartpole.png", "grs-cartpole.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
         assert f"({name})" in rep.markdown
+
+
+@pytest.fixture(scope="module")
+def budgets(runs, tmp_path_factory):
+    """Seed-0 runs of two more budgets (512 and 1024 steps), and a rerun of ppo-s0 (a copy: same config,
+    same seed, another folder name)."""
+    import rlcli
+
+    folder = tmp_path_factory.mktemp("budgets")
+    for steps in (512, 1024):
+        rlcli.train(rlcli.resolve_config("ppo", env="cartpole", extra={"run": {
+            "total_steps": steps, "eval_every": 512, "eval_episodes": 3, "seed": 0, "runs_dir": str(folder),
+            "name": f"ppo-{steps}-s0"}}))
+    shutil.copytree(runs / "ppo-s0", folder / "ppo-s0-rerun")
+    return folder
+
+
+def test_groups_differ_only_in_the_seed(runs, budgets, tmp_path):
+    import rlcli
+
+    rep = rlcli.report([runs, budgets], out=tmp_path, reps=2000)
+    members = {key.variant: sorted(r.name for r in group) for key, group in rep.groups.items()}
+    assert members == {"total_steps=1536": ["ppo-s0", "ppo-s1", "ppo-s2"],
+                       "total_steps=1536, repeat 2": ["ppo-s0-rerun"],
+                       "total_steps=512": ["ppo-512-s0"], "total_steps=1024": ["ppo-1024-s0"]}
+    rows = {row[1].replace("\n", " "): row for row in rep.group_table}
+    three = rows["ppo + baseline total_steps=1536"]
+    assert three[3] == "3" and three[4].endswith("] 95% CI")
+    one = rows["ppo + baseline total_steps=512"]
+    final = rep.groups[next(k for k in rep.groups if k.variant == "total_steps=512")][0].final_eval
+    assert one[3] == "1" and one[4] == f"{final:.1f}\n[{final:.1f}, {final:.1f}] range"  # not a CI
+    assert "CI" not in rows["ppo + baseline total_steps=1536, repeat 2"][4]
+
+
+def test_tables_fit_80_columns(runs, budgets, tmp_path):
+    from rich.console import Console
+
+    import rlcli
+    from rlcli.report.runs import GROUP_COLUMNS, RUN_COLUMNS, group_notes, rich_table, run_rows
+
+    rep = rlcli.report([runs, budgets], out=tmp_path, reps=500)
+    console = Console(width=80, file=io.StringIO(), record=True)
+    console.print(rich_table("Groups", GROUP_COLUMNS, rep.group_table, group_notes(rep.thresholds)))
+    console.print(rich_table("Runs", RUN_COLUMNS, run_rows(rep.runs, rep.groups)))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for row in rep.group_table:  # the numbers of an interval are never cut
+        for number in re.findall(r"[\d.]+", row[4]):
+            assert number in text
+    for run in rep.runs:
+        assert f"{run.final_eval:.1f}" in text
+
+
+def test_figures_name_their_bands_and_axes():
+    from matplotlib.figure import Figure
+
+    from rlcli.evaluation.aggregate import band
+    from rlcli.report.curves import _band, variation_label
+
+    ax = Figure().subplots()
+    x = np.linspace(0, 1, 5)
+    _band(ax, x, np.stack([x, x + 1, x + 2]), "ppo + baseline")
+    _band(ax, x, np.stack([x, x + 1]), "ppo + reg")
+    _band(ax, x[:1], np.ones((1, 1)), "dqn + baseline")
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["ppo + baseline (3 seeds; band: 95% bootstrap CI of the mean)",
+                      "ppo + reg (2 seeds; band: min-max range)", "dqn + baseline (1 seed, no band)"]
+    assert all(line.get_marker() == "o" for line in ax.get_lines())  # few points, and the single one, show
+    low, high, _ = band(np.stack([x, x + 1]))
+    assert np.array_equal(low, x) and np.array_equal(high, x + 1)
+    assert "pole half-length" in variation_label("cartpole") and "balls" in variation_label("minigrid")
 
 
 def test_heatmap_needs_shift_evaluations(runs, tmp_path):
@@ -100,6 +179,7 @@ def test_cli_report(runs, tmp_path):
                          env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "ppo-s0" in res.stdout and "ppo-s1" in res.stdout and (tmp_path / "curves-cartpole.png").is_file()
+    assert "95% CI" in res.stdout and "min-max range" in res.stdout  # the interval and its note
     missing = subprocess.run(cmd + [str(tmp_path / "nope")], capture_output=True, text=True, env=env, timeout=300)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     bad = subprocess.run(cmd + [str(runs), "--threshold", "cartpole"], capture_output=True, text=True, env=env,

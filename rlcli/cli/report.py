@@ -31,21 +31,15 @@ def report_command(
     result = rlcli.report(runs or ["runs"], curves=curves, grs=grs, heatmap=heatmap, out=out, thresholds=parsed)
 
     from rich.console import Console
-    from rich.table import Table
 
-    from rlcli.report.runs import GROUP_COLUMNS, RUN_COLUMNS, run_rows
+    from rlcli.report.runs import GROUP_COLUMNS, RUN_COLUMNS, RUN_NOTES, group_notes, rich_table, run_rows
 
     console = Console()
     if not console.is_terminal:
         console.width = 200  # logs and pipes: keep each row on one line
-    for title, columns, rows in (("Runs", RUN_COLUMNS, run_rows(result.runs)),
-                                 ("Groups (over seeds)", GROUP_COLUMNS, result.group_table)):
-        table = Table(title=title)
-        for col in columns:
-            table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+    console.print(rich_table("Groups (runs whose configs differ only in the seed)", GROUP_COLUMNS,
+                             result.group_table, group_notes(result.thresholds)))
+    console.print(rich_table("Runs", RUN_COLUMNS, run_rows(result.runs, result.groups), RUN_NOTES))
     if heatmap and result.heatmap is not None:
         console.print(result.heatmap.rich_table())
     for path in result.files:

@@ -76,3 +76,45 @@ def summarize(scores, reps: int = DEFAULT_REPS, seed: int = 0) -> dict[str, Esti
     a = _as_matrix(scores)
     return {"mean": stratified_bootstrap_ci(a, aggregate_mean, reps, seed=seed),
             "iqm": stratified_bootstrap_ci(a, aggregate_iqm, reps, seed=seed)}
+
+
+MIN_SEEDS_FOR_CI = 3  # below this a bootstrap interval only restates the few values: show their range
+
+
+@dataclass
+class Spread:
+    """A mean over seeds and its interval: the 95% stratified-bootstrap CI of the mean from
+    ``MIN_SEEDS_FOR_CI`` seeds on, else the min-max range of the values (``kind`` says which)."""
+
+    value: float
+    low: float
+    high: float
+    kind: str  # "95% CI" or "range"
+    seeds: int
+
+    def text(self, digits: int = 1, sep: str = " ") -> str:
+        """``"123.4 [100.2, 140.1] 95% CI"`` or ``"279.8 [279.8, 279.8] range"`` (``sep`` after the mean)."""
+        return f"{self.value:.{digits}f}{sep}[{self.low:.{digits}f}, {self.high:.{digits}f}] {self.kind}"
+
+
+def mean_spread(values, reps: int = DEFAULT_REPS, seed: int = 0) -> Spread:
+    """The mean of ``values`` (one per seed) with the interval its number of seeds supports."""
+    a = np.asarray(values, dtype=np.float64).ravel()
+    if len(a) == 0:
+        raise ValueError("mean_spread needs at least one value")
+    if len(a) < MIN_SEEDS_FOR_CI:
+        return Spread(float(a.mean()), float(a.min()), float(a.max()), "range", len(a))
+    est = stratified_bootstrap_ci(a, aggregate_mean, reps, seed=seed)
+    return Spread(est.value, est.low, est.high, "95% CI", len(a))
+
+
+def band(curves: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(low (N,), high (N,), what they are) of a band around the mean of ``curves`` (S seeds, N points):
+    the pointwise 95% bootstrap CI of the mean from ``MIN_SEEDS_FOR_CI`` seeds on, else the min-max range."""
+    ys = np.asarray(curves, dtype=np.float64)
+    if len(ys) < MIN_SEEDS_FOR_CI:
+        return ys.min(axis=0), ys.max(axis=0), "min-max range"
+    idx = np.random.default_rng(seed).integers(0, len(ys), size=(reps, len(ys)))
+    means = ys[idx].mean(axis=1)  # (reps, N)
+    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    return low, high, "95% bootstrap CI of the mean"

@@ -1,8 +1,10 @@
 """Learning curves and GRS degradation curves (matplotlib, Agg), and steps-to-threshold.
 
 Figures are drawn on a bare ``matplotlib.figure.Figure`` (the Agg canvas), never through pyplot's global
-state, so reports work headless and inside notebooks alike. One PNG per environment; one line per
-algorithm + technique: the mean over seeds, with a band of ± one standard deviation across seeds.
+state, so reports work headless and inside notebooks alike. One PNG per environment; one line per group
+(runs whose configs differ only in the seed): the mean over seeds, with a band that the legend names --
+the pointwise 95% bootstrap CI of the mean from 3 seeds on, the min-max range over the seeds below that,
+none for a single run. Lines of few points, and single points, get markers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,19 @@ import numpy as np
 
 # the return at which an environment counts as solved (CartPole-v1's own reward_threshold)
 DEFAULT_THRESHOLDS = {"cartpole": 475.0}
+
+# what env.variation_level changes, from 0 to 1, per environment (the env modules' docstrings say how)
+VARIATION_AXES = {
+    "cartpole": "gravity 9.8-14.7, pole half-length 0.5-1.0, cart mass 1-2",
+    "minigrid": "grid size 6-12, moving balls 2-8",
+    "starpilot": "levels 200-unlimited, easy -> hard from 0.5",
+}
+
+
+def variation_label(env: str) -> str:
+    """The x axis of a degradation curve: variation level and what it changes on ``env``."""
+    what = VARIATION_AXES.get(env)
+    return f"variation level ({what})" if what else "variation level (env.variation_level)"
 
 
 def learning_curve(run) -> tuple[np.ndarray, np.ndarray, str]:
@@ -41,17 +56,26 @@ def _figure(width: float = 7.0, height: float = 4.5):
 
 
 def _band(ax, x: np.ndarray, ys: np.ndarray, label: str) -> None:
-    """Mean of ys (S, N) over its S seeds with a ± std band."""
-    mean, std = ys.mean(axis=0), ys.std(axis=0)
-    (line,) = ax.plot(x, mean, label=label, linewidth=1.6)
+    """Mean of ys (S, N) over its S seeds, with the band :func:`rlcli.evaluation.aggregate.band` gives;
+    the legend says the number of seeds and what the band is."""
+    from rlcli.evaluation.aggregate import band
+
+    mean = ys.mean(axis=0)
+    seeds = f"{len(ys)} seed{'s' if len(ys) > 1 else ''}"
+    marker = "o" if len(x) <= 20 else None
     if len(ys) > 1:
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        low, high, what = band(ys)
+        (line,) = ax.plot(x, mean, label=f"{label} ({seeds}; band: {what})", linewidth=1.6, marker=marker,
+                          markersize=4)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    else:
+        ax.plot(x, mean, label=f"{label} ({seeds}, no band)", linewidth=1.6, marker=marker, markersize=4)
 
 
-def _by_env(groups: dict) -> dict[str, list[tuple[tuple[str, str, str], list]]]:
+def _by_env(groups: dict) -> dict[str, list[tuple[object, list]]]:
     out: dict[str, list] = {}
     for key, runs in groups.items():
-        out.setdefault(key[1], []).append((key, runs))
+        out.setdefault(key.env, []).append((key, runs))
     return out
 
 
@@ -64,21 +88,26 @@ def plot_learning_curves(groups: dict, out: Path, thresholds: dict[str, float] |
     files = []
     for env, entries in _by_env(groups).items():
         fig, ax = _figure()
-        metrics = set()
-        for (algo, _, technique), runs in entries:
+        metrics, algos = set(), set()
+        for key, runs in entries:
             curves = [learning_curve(r) for r in runs]
             curves = [c for c in curves if len(c[0])]
             if not curves:
                 continue
             metrics.update(c[2] for c in curves)
+            algos.add(key.algo)
             lo, hi = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
-            grid = np.linspace(lo, hi, 200) if hi > lo else np.array([lo])
+            points = max(len(c[0]) for c in curves)
+            grid = np.linspace(lo, hi, min(200, points)) if hi > lo else np.array([lo])
             ys = np.stack([np.interp(grid, s, v) for s, v, _ in curves])
-            _band(ax, grid, ys, f"{algo} {technique} ({len(curves)} seeds)")
+            _band(ax, grid, ys, key.label)
         threshold = (thresholds or DEFAULT_THRESHOLDS).get(env)
         if threshold is not None:
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-        ax.set(title=f"Learning curves on {env}", xlabel="env steps", ylabel=" / ".join(sorted(metrics)) or "return")
+        kinds = {"eval_return": "evaluation episodes", "episode_return": "training episodes"}
+        ylabel = "return (" + " / ".join(kinds[m] for m in sorted(metrics)) + ")" if metrics else "return"
+        xlabel = "gradient steps" if algos == {"ad"} else "env steps"
+        ax.set(title=f"Learning curves on {env}: mean over seeds", xlabel=xlabel, ylabel=ylabel)
         files.append(_save(fig, ax, out / f"curves-{_slug(env)}.png"))
     return files
 
@@ -97,7 +126,7 @@ def plot_grs_curves(groups: dict, out: Path) -> list[Path]:
     for env, entries in _by_env(groups).items():
         fig, ax = _figure()
         drawn = False
-        for (algo, _, technique), runs in entries:
+        for key, runs in entries:
             shifts = [r.shift for r in runs if r.shift is not None and r.shift.mean_returns[0] > 0]
             if not shifts:
                 continue
@@ -105,12 +134,12 @@ def plot_grs_curves(groups: dict, out: Path) -> list[Path]:
             shifts = [s for s in shifts if np.array_equal(s.levels, levels)]
             ys = np.stack([s.mean_returns / s.mean_returns[0] for s in shifts])
             grs = np.mean([s.grs for s in shifts])
-            _band(ax, levels, ys, f"{algo} {technique} (GRS {grs:.2f}, {len(shifts)} seeds)")
+            _band(ax, levels, ys, f"{key.label}, GRS {grs:.2f}")
             drawn = True
         if not drawn:
             continue
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-        ax.set(title=f"Degradation under shift on {env}", xlabel="env.variation_level",
+        ax.set(title=f"Degradation under shift on {env}: mean over seeds", xlabel=variation_label(env),
                ylabel="return / return at the lowest level")
         files.append(_save(fig, ax, out / f"grs-{_slug(env)}.png"))
     return files

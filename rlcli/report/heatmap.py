@@ -1,5 +1,6 @@
-"""The GRS heatmap: rows algorithm + technique, columns environment, cells mean GRS over seeds with its
-95% stratified-bootstrap confidence interval; as a PNG, a coloured rich table and markdown.
+"""The GRS heatmap: rows algorithm + technique (and what else sets a group apart), columns environment,
+cells mean GRS over seeds with its interval (the 95% stratified-bootstrap CI from 3 seeds on, the min-max
+range below that); as a PNG, a coloured rich table and markdown.
 
 Runs whose GRS is undefined (return at the lowest shift level <= 0) are left out of the cells and counted.
 """
@@ -12,13 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rlcli.evaluation.aggregate import Estimate, summarize
+from rlcli.evaluation.aggregate import Estimate, Spread, mean_spread, summarize
+
+GRS_NOTES = ("Cells: mean GRS over seeds (interval), the interval being the 95% stratified-bootstrap CI (CI) "
+             "from 3 seeds on and the min-max range over the seeds (range) below that.")
 
 
 @dataclass
 class GRSCell:
     values: list[float]  # GRS of each seed
-    mean: Estimate
+    mean: Spread
     iqm: Estimate
 
 
@@ -38,7 +42,8 @@ class GRSTable:
         cell = self.cells.get((row, col))
         if cell is None:
             return "-"
-        return f"{cell.mean.value:.3f} [{cell.mean.low:.3f}, {cell.mean.high:.3f}]"
+        kind = "CI" if cell.mean.kind.endswith("CI") else "range"
+        return f"{cell.mean.value:.3f} [{cell.mean.low:.3f}, {cell.mean.high:.3f}] {kind}"
 
     def summary_lines(self) -> list[str]:
         """Markdown sentences: which combination generalises best, per environment and overall."""
@@ -49,13 +54,11 @@ class GRSTable:
                 continue
             best = self.cells[(ranked[0][1], col)]
             text = (f"- **{col}**: **{self.label(ranked[0][1])}** generalises best, mean GRS "
-                    f"{best.mean.value:.3f} [{best.mean.low:.3f}, {best.mean.high:.3f}] (IQM {best.iqm.value:.3f}, "
-                    f"{len(best.values)} seeds)")
+                    f"{best.mean.text(3)} ({len(best.values)} seeds)")
             if len(ranked) > 1:
                 second = self.cells[(ranked[1][1], col)]
                 overlap = second.mean.high >= best.mean.low
-                text += (f"; runner-up {self.label(ranked[1][1])} {second.mean.value:.3f} "
-                         f"[{second.mean.low:.3f}, {second.mean.high:.3f}]"
+                text += (f"; runner-up {self.label(ranked[1][1])} {second.mean.text(3)}"
                          + (" (the intervals overlap: not a clear win)" if overlap else " (intervals disjoint)"))
             if len(ranked) > 2:
                 worst = self.cells[(ranked[-1][1], col)]
@@ -81,9 +84,12 @@ class GRSTable:
 
     def rich_table(self):
         """A rich Table, cells coloured green (GRS >= 0.9), yellow (>= 0.7) or red."""
+        from rich import box
+        from rich.markup import escape
         from rich.table import Table
 
-        table = Table(title="GRS: mean over seeds [95% CI]")
+        table = Table(title="GRS: mean over seeds (interval)", caption=GRS_NOTES, caption_justify="left",
+                      box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False, pad_edge=False)
         table.add_column("algorithm + technique")
         for col in self.cols:
             table.add_column(col, justify="right")
@@ -95,22 +101,24 @@ class GRSTable:
                     texts.append("[dim]-[/dim]")
                     continue
                 style = "green" if cell.mean.value >= 0.9 else "yellow" if cell.mean.value >= 0.7 else "red"
-                texts.append(f"[{style}]{self.cell_text(row, col)}[/{style}]")
-            table.add_row(self.label(row), *texts)
+                texts.append(f"[{style}]{escape(self.cell_text(row, col))}[/{style}]")
+            table.add_row(escape(self.label(row)), *texts)
         return table
 
 
 def grs_table(groups: dict, reps: int) -> GRSTable | None:
-    """The heatmap's numbers from runs grouped by (algorithm, environment, technique); None without GRS."""
+    """The heatmap's numbers from runs grouped over seeds (:func:`rlcli.report.runs.group_runs`); None
+    without GRS. A row is an algorithm and a technique, with the group's variant when it has one."""
     cells: dict[tuple[tuple[str, str], str], GRSCell] = {}
     undefined = 0
-    for (algo, env, technique), runs in groups.items():
+    for key, runs in groups.items():
         values = [r.grs for r in runs if r.grs is not None]
         undefined += sum(math.isnan(v) for v in values)
         values = [v for v in values if not math.isnan(v)]
         if values:
-            est = summarize(values, reps)
-            cells[((algo, technique), env)] = GRSCell(values, est["mean"], est["iqm"])
+            technique = key.technique + (f" ({key.variant})" if key.variant else "")
+            cells[((key.algo, technique), key.env)] = GRSCell(values, mean_spread(values, reps),
+                                                              summarize(values, reps)["iqm"])
     if not cells:
         return None
     rows = sorted({row for row, _ in cells})
@@ -142,9 +150,12 @@ def plot_heatmap(table: GRSTable, path: Path) -> Path:
         for j, col in enumerate(table.cols):
             cell = table.cells.get((row, col))
             if cell is not None:
-                ax.text(j, i, f"{cell.mean.value:.2f}\n[{cell.mean.low:.2f}, {cell.mean.high:.2f}]",
-                        ha="center", va="center", fontsize=8)
-    ax.set_title("GRS: mean over seeds [95% stratified-bootstrap CI]")
+                kind = "CI" if cell.mean.kind.endswith("CI") else "range"
+                ax.text(j, i, f"{cell.mean.value:.2f}\n[{cell.mean.low:.2f}, {cell.mean.high:.2f}] {kind}\n"
+                        f"{len(cell.values)} seeds", ha="center", va="center", fontsize=8)
+    ax.set_title("GRS: mean over seeds (interval)")
+    fig.text(0.01, -0.02, "interval: 95% stratified-bootstrap CI of the mean (CI) from 3 seeds on, "
+             "min-max over the seeds (range) below that", fontsize=7, ha="left", va="top")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
     return path
