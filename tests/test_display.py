@@ -123,7 +123,11 @@ def test_study_progress_reads_how_far_each_running_run_is(tmp_path):
         reporter.start(str(tmp_path / "a"), 0, 4000)
         for step in (1000, 3000):
             reporter.update(Progress(step, 4000, 100.0, None, 1.0))
-    assert running_note({"a": log, "b": tmp_path / "b.log"}) == "a 75%  b starting"
+    assert running_note({"a": log, "b": tmp_path / "b.log"}) == "running: 75% start  a  b"
+    with open(log, "a") as stream:
+        PlainReporter(interval=0.0, stream=stream).update(Progress(4096, 4000, 100.0, None, 1.0))
+    assert running_note({"a": log}) == "running: eval  a"  # trained: its shift evaluation runs
+    assert running_note({}) == ""
 
 
 def test_procgen_import_prints_no_gym_banner():

@@ -115,7 +115,7 @@ def plot_learning_curves(groups: dict, out: Path, thresholds: dict[str, float] |
 def _save(fig, ax, path: Path) -> Path:
     """Grid, legend, write the PNG."""
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.14))  # below the axes: never over a curve
     fig.savefig(path, bbox_inches="tight")
     return path
 

@@ -165,8 +165,9 @@ STEP_LINE = re.compile(rb"step (\d+)/(\d+)")  # the worker's progress lines (Pla
 
 
 def running_note(logs: dict[str, Path]) -> str:
-    """``"name 42%  name 7%"``: how far each running run is, from the last progress line of its log."""
-    notes = []
+    """``"running: 42% 7%  ppo-...-s0  ppo-...-s1"``: how far each running run is (from the last progress
+    line of its log; "eval" once trained, while its shift evaluation runs), then their names."""
+    shares, names = [], []
     for name, log_path in logs.items():
         try:
             with open(log_path, "rb") as f:
@@ -175,8 +176,9 @@ def running_note(logs: dict[str, Path]) -> str:
         except OSError:
             found = []
         step, total = (int(x) for x in found[-1]) if found else (0, 0)
-        notes.append(f"{name} {step / total:.0%}" if total else f"{name} starting")
-    return "  ".join(notes)
+        shares.append(("eval" if step >= total else f"{step / total:.0%}") if total else "start")
+        names.append(name)
+    return "  ".join([f"running: {' '.join(shares)}", *names]) if names else ""
 
 
 def run_study(path: str | Path, workers: int | None = None, dry_run: bool = False,
