@@ -88,24 +88,28 @@ def plot_learning_curves(groups: dict, out: Path, thresholds: dict[str, float] |
     files = []
     for env, entries in _by_env(groups).items():
         fig, ax = _figure()
-        metrics, algos = set(), set()
+        drawn, algos = [], set()
         for key, runs in entries:
             curves = [learning_curve(r) for r in runs]
             curves = [c for c in curves if len(c[0])]
             if not curves:
                 continue
-            metrics.update(c[2] for c in curves)
             algos.add(key.algo)
             lo, hi = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
             points = max(len(c[0]) for c in curves)
             grid = np.linspace(lo, hi, min(200, points)) if hi > lo else np.array([lo])
             ys = np.stack([np.interp(grid, s, v) for s, v, _ in curves])
-            _band(ax, grid, ys, key.label)
+            drawn.append((key, grid, ys, "/".join(sorted({c[2] for c in curves}))))
+        metrics = {metric for *_, metric in drawn}
+        kinds = {"eval_return": "evaluation episodes", "episode_return": "training episodes"}
+        for key, grid, ys, metric in drawn:
+            # one y label when every line shows the same return; else each line says which
+            label = key.label if len(metrics) == 1 else f"{key.label}, {kinds.get(metric, 'mixed returns')}"
+            _band(ax, grid, ys, label)
         threshold = (thresholds or DEFAULT_THRESHOLDS).get(env)
         if threshold is not None:
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-        kinds = {"eval_return": "evaluation episodes", "episode_return": "training episodes"}
-        ylabel = "return (" + " / ".join(kinds[m] for m in sorted(metrics)) + ")" if metrics else "return"
+        ylabel = f"return ({kinds.get(next(iter(metrics)), 'mixed')})" if len(metrics) == 1 else "return"
         xlabel = "gradient steps" if algos == {"ad"} else "env steps"
         ax.set(title=f"Learning curves on {env}: mean over seeds", xlabel=xlabel, ylabel=ylabel)
         files.append(_save(fig, ax, out / f"curves-{_slug(env)}.png"))
