@@ -56,7 +56,7 @@ def eval_command(
 
             raise ConfigError("--video and --mc-dropout cannot be combined; record the video in a separate eval")
         mc = rlcli.mc_dropout_evaluate(run, mc_dropout, episodes=episodes, deterministic=not stochastic,
-                                       checkpoint=checkpoint, overrides=overrides)
+                                       checkpoint=checkpoint, overrides=overrides, reporter=make_count_reporter())
         print(f"{mc.checkpoint} (step {mc.step}), {episodes} episodes with {mc_dropout} dropout masks per step: "
               f"return {mc.returns.mean():.2f} ± {mc.returns.std():.2f}; action-probability std over masks "
               f"{mc.prob_std:.4f} mean, {mc.prob_std_max:.4f} max; greedy actions disagree on "

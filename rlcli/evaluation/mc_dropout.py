@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rlcli.config.fields import ConfigError
+from rlcli.engine.progress import CountReporter
 from rlcli.nets.consistent_dropout import ConsistentDropout
 
 
@@ -55,8 +56,10 @@ def has_dropout(policy: nn.Module) -> bool:
 
 def mc_dropout_evaluate(run_or_checkpoint: str | Path, samples: int, episodes: int = 10,
                         deterministic: bool = True, checkpoint: str = "last", overrides: list[str] = (),
-                        seed: int | None = None) -> MCDropoutResult:
-    """Play ``episodes`` episodes with ``samples`` dropout masks per step; see the module docstring."""
+                        seed: int | None = None,
+                        reporter: CountReporter | None = None) -> MCDropoutResult:
+    """Play ``episodes`` episodes with ``samples`` dropout masks per step; see the module docstring.
+    ``reporter`` (a :class:`~rlcli.engine.progress.CountReporter`) follows the episodes as they finish."""
     from rlcli.engine.train import EVAL_SEED_OFFSET
     from rlcli.evaluation.episodes import run_episodes
     from rlcli.evaluation.evaluate import load_for_inference
@@ -83,8 +86,12 @@ def mc_dropout_evaluate(run_or_checkpoint: str | Path, samples: int, episodes: i
             return action.cpu().numpy()
 
         eval_seed = cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed
-        returns, lengths = run_episodes(act, cfg.env, episodes, eval_seed)
+        reporter = reporter or CountReporter()
+        reporter.start("mc-dropout episodes", episodes)
+        returns, lengths = run_episodes(act, cfg.env, episodes, eval_seed, on_finished=reporter.update)
     finally:
+        if reporter is not None:
+            reporter.stop()
         algo.close()
     # step t of env i belongs to its (first) episode when t < lengths[i]; later steps are ignored
     std, dis = np.stack(stds), np.stack(split)  # (T, N)
