@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rlcli.config.fields import ConfigError
+from rlcli.engine.progress import CountReporter
 from rlcli.storage.checkpoint import load_checkpoint, read_checkpoint_attrs
 from rlcli.storage.runs import resolve_checkpoint
 
@@ -69,8 +70,9 @@ def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
 
 def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: int = 40, repeats: int = 1,
                 gifs: int = 4, out_dir: str | Path | None = None, checkpoint: str = "last",
-                seed: int | None = None, device: str = "cpu") -> ADEvalResult:
-    """In-context evaluation of an AD run on its ``tasks`` split ("test", "train" or "all")."""
+                seed: int | None = None, device: str = "cpu", reporter: CountReporter | None = None) -> ADEvalResult:
+    """In-context evaluation of an AD run on its ``tasks`` split ("test", "train" or "all"); ``reporter``
+    (a :class:`~rlcli.engine.progress.CountReporter`) follows the episodes as they finish."""
     import torch
 
     from rlcli.ad.distill import EVAL_SEED_OFFSET, load_ad_model
@@ -86,8 +88,14 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
         raise ConfigError(f"the run's task split has no {tasks} tasks")
     torch.set_num_threads(max(1, cfg.run.torch_threads))
     model = model.to(device)
-    rollout = run_in_context(model, [t for t in chosen for _ in range(repeats)], episodes, env_params,
-                             seed=cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed, device=device)
+    reporter = reporter or CountReporter()
+    reporter.start("in-context episodes", len(chosen) * repeats * episodes)
+    try:
+        rollout = run_in_context(model, [t for t in chosen for _ in range(repeats)], episodes, env_params,
+                                 seed=cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed, device=device,
+                                 on_finished=reporter.update)
+    finally:
+        reporter.stop()
     source = source_curves(cfg.ad.histories, chosen)
     out = Path(out_dir) if out_dir is not None else (path.parent.parent / "eval" if path.parent.name ==
                                                      "checkpoints" else path.parent / "eval")

@@ -10,6 +10,7 @@ window is re-encoded at every step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,10 @@ class InContextRollout:
 
 @torch.no_grad()
 def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_params: dict,
-                   seed: int = 0, device: torch.device | str = "cpu") -> InContextRollout:
-    """Play ``episodes`` episodes of each of ``tasks`` (one batch); see the module docstring."""
+                   seed: int = 0, device: torch.device | str = "cpu",
+                   on_finished: Callable[[int], None] | None = None) -> InContextRollout:
+    """Play ``episodes`` episodes of each of ``tasks`` (one batch); see the module docstring.
+    ``on_finished`` is called with the number of episodes finished over all rows when it grows."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -78,6 +81,8 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
         returns[rows[record], idx[record]] = ep_ret[record]
         lengths[rows[record], idx[record]] = ep_len[record]
         finished += done.long()
+        if on_finished is not None and bool(done.any()):
+            on_finished(int(finished.clamp(max=episodes).sum()))
         ep_ret *= ~done
         ep_len *= ~done
         cells[:, steps] = final_obs

@@ -35,7 +35,7 @@ def eval_command(
         from rlcli.cli.ad_display import print_ad_eval
 
         print_ad_eval(evaluate_ad(run, tasks=tasks, episodes=episodes, repeats=repeats, gifs=gifs,
-                                  checkpoint=checkpoint))
+                                  checkpoint=checkpoint, reporter=make_count_reporter()))
         return
 
     if shift is not None:
