@@ -58,6 +58,8 @@ class RichReporter(Reporter):
                                  refresh_per_second=refresh_per_second, transient=False)
         self.task = None
         self._last = 0.0
+        self._status = ""
+        self._progress: Progress | None = None  # the last update, redrawn when the status changes
 
     def start(self, run_dir: str, start_step: int, total_steps: int) -> None:
         self.console.print(start_line(run_dir))
@@ -66,16 +68,27 @@ class RichReporter(Reporter):
                                            info="")
 
     def update(self, p: Progress) -> None:
+        self._progress = p
         now = time.monotonic()
         if now - self._last < 0.1 and p.step < p.total_steps:
             return
         self._last = now
+        self._draw(p)
+
+    def status(self, text: str) -> None:
+        self._status = text
+        if self._progress is not None:
+            self._draw(self._progress)
+        elif self.task is not None:
+            self.progress.update(self.task, info=text)
+
+    def _draw(self, p: Progress) -> None:
         width = self.console.width
         self.bar.bar_width = _bar_width(width)
         counter = f"{p.total_steps}/{p.total_steps}"
         # "train" + bar + counter + the spaces between the four columns, and one cell spare against wrapping
         room = width - len("train") - self.bar.bar_width - len(counter) - 4
-        parts = [f"{p.steps_per_second:.0f} steps/s"]
+        parts = ([f"[bold]{self._status}[/bold]"] if self._status else []) + [f"{p.steps_per_second:.0f} steps/s"]
         if p.recent_return is not None:
             parts.append(f"return {p.recent_return:.1f}")
         parts += p.learner_texts()

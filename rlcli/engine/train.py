@@ -143,8 +143,10 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
 
     def evaluate_now() -> tuple[float, float]:
         nonlocal best_eval
+        reporter.status("evaluating")
         with timer.phase("eval"):
             returns, lengths = evaluate_algorithm(algo, cfg)
+        reporter.status("")
         mean, std = float(returns.mean()), float(returns.std())
         log(algo.env_steps, {"eval_return": mean, "eval_return_std": std, "eval_length": float(lengths.mean()),
                              **algo.eval_metrics()})
