@@ -133,6 +133,7 @@ def test_collect_distill_eval_end_to_end(tmp_path):
                "--name", "ad", "-q", "--tensorboard", "--set", "run.eval_every=3", *small, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "in-context return" in r.stdout
+    assert re.search(r"step 6/6 .* loss \d+\.\d{3}  acc \d+\.\d%", r.stderr), r.stderr  # the progress line
     run = tmp_path / "runs" / "ad"
     from rlcli.storage.metrics import read_metrics
 
