@@ -128,7 +128,10 @@ class RichCountReporter(CountReporter):
         width = self.console.width
         self.bar.bar_width = _bar_width(width)
         room = width - len(self.description) - self.bar.bar_width - 2 * len(str(self.total)) - len("0:00:00") - 6
-        self.progress.update(self.task, completed=min(done, self.total), info=fit_parts(info.split("  "), room))
+        from rich.markup import escape
+
+        parts = [escape(part) for part in info.split("  ")]  # run names are text, not markup
+        self.progress.update(self.task, completed=min(done, self.total), info=fit_parts(parts, room))
 
     def stop(self) -> None:
         self.progress.stop()
