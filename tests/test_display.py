@@ -136,3 +136,14 @@ def test_procgen_import_prints_no_gym_banner():
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 0, res.stderr
     assert res.stderr == "" and res.stdout == ""
+
+
+def test_config_options_show_whole_key_names_at_80_columns():
+    from rlcli.config.schema import describe_options
+
+    for args, target in ((["train", "ppo"], "ppo"), (["collect", "--out", "x.h5"], "ad")):
+        res = run_cli(*args, "--config-options", env={"COLUMNS": "80"}, check_rc=0)
+        lines = res.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        for key, *_ in describe_options(target):
+            assert any(f"│ {key} " in line for line in lines), key

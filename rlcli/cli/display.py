@@ -156,7 +156,9 @@ def print_options(rows: list[tuple[str, str, str, str]], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
-    for col in ("key", "type", "default", "help"):
+    # keys whole on one line (they are what a user types); type, default and help wrap around them
+    table.add_column("key", no_wrap=True, min_width=max((len(row[0]) for row in rows), default=3))
+    for col in ("type", "default", "help"):
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*row)
