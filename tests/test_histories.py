@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlcli.ad.distill import WindowSampler
+from rlcli.ad.windows import WindowSampler, read_windows
 from rlcli.envs.darkroom import task_goal
 from rlcli.storage.errors import CorruptFileError
 from rlcli.storage.histories import FIELDS, HistoryReader, HistorySpec, HistoryWriter, episode_returns
@@ -70,18 +70,37 @@ def test_episode_returns():
     assert episode_returns(reward, done).tolist() == [1.0, 2.0]  # the unfinished last episode is left out
 
 
-def test_windows_never_cross_histories():
-    sampler = WindowSampler([50, 10, 300, 31], [4, 5, 6, 7], 32, seed=0)
+def test_windows_never_cross_histories_and_short_histories_are_one_window():
+    sampler = WindowSampler([50, 10, 300, 31, 0], [4, 5, 6, 7, 8], 32, seed=0)
     lengths = {4: 50, 5: 10, 6: 300, 7: 31}
     picks = sampler.sample(20000)
-    assert all(0 <= s and s + 32 <= lengths[i] for i, s in picks)
-    seen = {i for i, _ in picks}
-    assert seen == {4, 6}  # histories shorter than a window are never sampled
+    assert all(0 <= s and s + 32 <= lengths[i] for i, s in picks if lengths[i] >= 32)
+    assert {s for i, s in picks if lengths[i] < 32} == {0}  # a shorter history: one window from its start
+    assert {i for i, _ in picks} == {4, 5, 6, 7}  # every history with transitions is used
     starts6 = {s for i, s in picks if i == 6}
     assert min(starts6) == 0 and max(starts6) == 300 - 32  # every window of a history can be drawn
-    # uniform over windows: history 6 has 269 windows, history 4 has 19
+    # uniform over windows: history 6 has 269 windows, history 4 has 19, histories 5 and 7 one each
     share = sum(i == 6 for i, _ in picks) / len(picks)
-    assert abs(share - 269 / 288) < 0.02
+    assert abs(share - 269 / 290) < 0.02
+
+
+def test_short_history_windows_are_padded_with_a_mask(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "h.h5"
+    specs = [HistorySpec(3, "train", 0, 0), HistorySpec(3, "train", 1, 0)]
+    w = HistoryWriter(path, specs, {"size": 9, "max_steps": 20}, [3], [7], [3, 3], ["train", "train"])
+    chunk = _random_chunk(rng, 2, 40)
+    w.append(keep=np.stack([np.ones(40, bool), np.arange(40) < 12]), **chunk)  # history 1: 12 transitions
+    w.close()
+    with HistoryReader(path) as r:
+        assert [h.length for h in r.histories] == [40, 12]
+        win = read_windows(r, [(1, 0), (0, 5)], 16)
+        assert win["mask"][0].tolist() == [True] * 12 + [False] * 4 and win["mask"][1].all()
+        for k, dtype in FIELDS.items():
+            np.testing.assert_array_equal(win[k][0, :12], chunk[k][1, :12].astype(dtype))
+            np.testing.assert_array_equal(win[k][1], chunk[k][0, 5:21].astype(dtype))
+        cut = read_windows(r, [(0, 0)], 16, usable={0: 10})  # a history cut by ad.max_history_steps
+        assert cut["mask"][0].sum() == 10
 
 
 def test_success_window_fraction_draws_that_share_from_windows_after_the_first_reward():
@@ -89,19 +108,20 @@ def test_success_window_fraction_draws_that_share_from_windows_after_the_first_r
     ends_after = {4: 45, 5: 80, 6: 10, 7: 100}
 
     def after_share(picks):
-        return np.mean([s + 31 >= ends_after[i] for i, s in picks])
+        return np.mean([s + min(32, lengths[i - 4]) - 1 >= ends_after[i] for i, s in picks])
 
     uniform = WindowSampler(lengths, [4, 5, 6, 7], 32, seed=0, first_success=first, success_fraction=0.0)
     mixed = WindowSampler(lengths, [4, 5, 6, 7], 32, seed=0, first_success=first, success_fraction=0.6)
     only = WindowSampler(lengths, [4, 5, 6, 7], 32, seed=0, first_success=first, success_fraction=1.0)
     # windows ending after the first reward: history 4 has 5 of 19 (starts 14-18), history 5 has 221 of 269
-    # (starts >= 49), history 7 none of 69
-    base = (5 + 221) / (19 + 269 + 69)
+    # (starts >= 49), history 6 (shorter than a window) its one, history 7 none of 69
+    base = (5 + 221 + 1) / (19 + 269 + 1 + 69)
     assert abs(after_share(uniform.sample(20000)) - base) < 0.02
     assert abs(after_share(mixed.sample(20000)) - (0.4 * base + 0.6)) < 0.02
     picks = only.sample(20000)
     assert after_share(picks) == 1.0 and 7 not in {i for i, _ in picks}
-    assert all(0 <= s and s + 32 <= lengths[i - 4] for i, s in picks)  # still never across histories
+    assert all(0 <= s and s + 32 <= lengths[i - 4] for i, s in picks if i != 6)  # still never across histories
+    assert {s for i, s in picks if i == 6} == {0}
     assert min(s for i, s in picks if i == 5) == 49 and max(s for i, s in picks if i == 5) == 300 - 32
 
 
@@ -127,7 +147,7 @@ def _tiny_cfg(seed=0, stride=2, extra=()):
 
     return resolve_config("ad", env="darkroom", preset="darkroom-ad", overrides=[*extra,
         f"run.seed={seed}", "collect.num_test_tasks=2", "collect.max_train_tasks=3", "collect.histories_per_task=2",
-        "collect.steps_per_agent=2000", "collect.streams_per_agent=2", "collect.flush_every=3",
+        "collect.num_validation_tasks=2", "collect.steps_per_agent=2000", "collect.streams_per_agent=2", "collect.flush_every=3",
         "collect.curve_every=2", "collect.checkpoint_every=4", "collect.chunk_size=64",
         f"collect.episode_stride={stride}"])
 
@@ -175,25 +195,35 @@ def test_dense_until_success_stores_every_episode_up_to_the_first_success(tmp_pa
 
 
 def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
-    from rlcli.ad.collect import CollectionInterrupted, collect, resume_path
+    from rlcli.ad.collect import CollectionInterrupted, collect, collection_run_dir
+    from rlcli.storage.metrics import read_metrics
 
     ref = tmp_path / "ref.h5"
     res = collect(_tiny_cfg(), ref)
-    assert res.num_agents == 3 * 2 + 2 and res.num_histories == 16 and not resume_path(ref).exists()
+    # 3 train tasks x 2 agents, 2 validation + 2 test tasks x 1 agent; 2 streams each
+    assert res.num_agents == 3 * 2 + 4 and res.num_histories == 20
+    assert res.run_dir == tmp_path / "ref.collect" and not (res.run_dir / "checkpoints").exists()
+    steps_per_update = res.num_agents * 10 * 10
+    updates = 2000 // 100
+    assert res.env_steps == updates * steps_per_update
+    m = read_metrics(res.run_dir / "metrics.h5")  # the one training loop logged the source agents' training
+    assert m["policy_loss"].shape[0] == updates and m["episode_return"].shape[0] > 0
 
     out = tmp_path / "out.h5"
 
-    def ctrl_c(updates):
-        if updates == 13:  # between checkpoints (every 4) and flushes (every 3)
+    def ctrl_c(step):
+        if step == 13 * steps_per_update:  # between checkpoints (every 4 updates) and flushes (every 3)
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(CollectionInterrupted):
+    with pytest.raises(CollectionInterrupted, match="rerun the same command"):
         collect(_tiny_cfg(), out, callbacks=[ctrl_c])
-    assert resume_path(out).exists()
+    assert (collection_run_dir(out) / "checkpoints" / "last.h5").exists()
     with HistoryReader(out) as r:
         assert not r.complete and 0 < r.histories[0].length < 13 * 10  # every other episode is stored
     res2 = collect(_tiny_cfg(), out)
-    assert res2.resumed and not resume_path(out).exists()
+    assert res2.resumed and res2.env_steps == (updates - 13) * steps_per_update
+    assert not (collection_run_dir(out) / "checkpoints").exists()
+    assert read_metrics(collection_run_dir(out) / "metrics.h5")["policy_loss"].shape[0] == updates
     with HistoryReader(ref) as a, HistoryReader(out) as b:
         assert b.complete and len(a.histories) == len(b.histories)
         for i in range(len(a.histories)):
@@ -218,9 +248,16 @@ def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
         collect(_tiny_cfg(), out)
 
 
-def test_split_is_seeded_and_stored(tmp_path):
+def test_split_is_seeded_and_stored(tmp_path, every_episode):
     from rlcli.ad.collect import split_tasks
 
-    train, test = split_tasks(0, 23)
-    assert len(train) == 57 and len(test) == 23 and not set(train) & set(test)
-    assert split_tasks(0, 23) == (train, test) and split_tasks(1, 23) != (train, test)
+    train, validation, test = split_tasks(0, 23, 8)
+    assert (len(train), len(validation), len(test)) == (49, 8, 23)
+    assert not set(train) & set(test) and not set(validation) & (set(train) | set(test))
+    assert split_tasks(0, 23, 8) == (train, validation, test) and split_tasks(1, 23, 8)[2] != test
+    assert split_tasks(0, 23, 0)[2] == test  # a seed's test tasks do not depend on the validation count
+    with HistoryReader(every_episode) as r:  # the file stores the three splits, and histories of each
+        assert (r.train_tasks, r.validation_tasks, r.test_tasks) == split_tasks(0, 2, 2)
+        assert {h.split for h in r.histories} == {"train", "validation", "test"}
+        for h in r.histories:
+            assert h.task in {"train": r.train_tasks, "validation": r.validation_tasks, "test": r.test_tasks}[h.split]

@@ -1,7 +1,8 @@
 """``rlcli.collect(cfg, out)``: learning histories of batched A2C agents on DarkRoom tasks, into HDF5.
 
-The 80 tasks are split by ``run.seed`` into train and held-out test tasks (the split is stored in the file).
-Every training task gets ``collect.histories_per_task`` agents with different seeds and every test task
+The 80 tasks are split by ``run.seed`` into train, validation and test tasks (the split is stored in the
+file; AD trains on the first, picks its checkpoint on the second and is scored on the third). Every training
+task gets ``collect.histories_per_task`` agents with different seeds and every validation and test task
 ``collect.test_histories_per_task`` (their curves are the A2C baseline of the in-context evaluation; AD
 never trains on them). All agents learn at once in one :class:`~rlcli.ad.source_a2c.BatchedA2C`, stepping one
 :class:`~rlcli.envs.darkroom.DarkRoomBatch` of (agents x ``a2c.num_envs``) rooms. The first
@@ -12,33 +13,44 @@ show the goal reached within a few stored episodes, faster than any exploration 
 trained on it can only imitate by guessing the training goals); ``collect.skip_after_success`` leaves out
 the episodes right after the success, in which the source has not yet learned to return to the goal.
 
-Resume: every ``collect.checkpoint_every`` updates (and on Ctrl-C) the whole collection state -- weights,
-Adam state, rooms, RNG, the history lengths written so far -- is saved atomically to ``<out>.resume.h5``.
-Running the same command again truncates the histories to those lengths and continues, so an interrupted
+The collection is an :class:`~rlcli.engine.algorithm.Algorithm` (:class:`Collection`: one iteration is one
+batched A2C update and the storage of its transitions) driven by the one training loop, which gives it
+progress, metrics, checkpoints, Ctrl-C and resume. Its run folder sits beside the histories file
+(``data.h5`` -> ``data.collect/``: config.toml, metrics.h5 of the source agents' training, and while the
+collection is unfinished ``checkpoints/last.h5``). A checkpoint -- saved every ``collect.checkpoint_every``
+updates and on Ctrl-C -- holds weights, Adam state, rooms, RNG and the history lengths written so far;
+running the same command again truncates the histories to those lengths and continues, so an interrupted
 collection ends with exactly the file an uninterrupted one writes.
 """
 
 from __future__ import annotations
 
-import time
+import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
-from rlcli.engine.progress import Progress, Reporter
+from rlcli.engine.algorithm import Algorithm, IterationResult
+from rlcli.engine.progress import Reporter
 from rlcli.engine.timing import PhaseTimer
-from rlcli.envs.darkroom import NUM_ACTIONS, SIZE, DarkRoomBatch, num_tasks, task_goal
+from rlcli.engine.train import TrainingInterrupted, TrainResult, train
+from rlcli.envs.darkroom import MAX_STEPS, NUM_ACTIONS, SIZE, DarkRoomBatch, num_tasks, task_goal
+from rlcli.storage.checkpoint import Checkpoint, load_checkpoint
 from rlcli.storage.histories import HistoryReader, HistorySpec, HistoryWriter
+from rlcli.storage.runs import CHECKPOINT_LAST
 
 
 @dataclass
 class CollectResult:
     path: Path
+    run_dir: Path  # the collection's run folder (metrics of the source agents' training)
     num_agents: int
     num_histories: int
     env_steps: int  # summed over all agents, this call
@@ -51,14 +63,22 @@ class CollectResult:
         return self.env_steps / max(self.wall_time, 1e-9)
 
 
-class CollectionInterrupted(Exception):
-    """Ctrl-C: the resume state is saved; rerun the same command to continue."""
+class CollectionInterrupted(TrainingInterrupted):
+    """Ctrl-C: the checkpoint is saved; rerun the same command to continue."""
+
+    def __init__(self, result: TrainResult, out: Path):
+        super().__init__(result)
+        self.args = (f"interrupted at step {result.steps}; the state is saved in {result.run_dir}; rerun the same "
+                     f"command (--out {out}) to resume",)
 
 
-def split_tasks(seed: int, num_test: int, size: int = SIZE) -> tuple[list[int], list[int]]:
-    """(train tasks, test tasks), both sorted; a permutation of the task ids drawn from ``seed``."""
+def split_tasks(seed: int, num_test: int, num_validation: int = 0,
+                size: int = SIZE) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, test) tasks, each sorted: a permutation of the task ids drawn from ``seed``; the
+    test tasks come first in it, so a seed's test tasks do not depend on ``num_validation``."""
     perm = np.random.default_rng(seed).permutation(num_tasks(size))
-    return sorted(perm[num_test:].tolist()), sorted(perm[:num_test].tolist())
+    cut = num_test + num_validation
+    return sorted(perm[cut:].tolist()), sorted(perm[num_test:cut].tolist()), sorted(perm[:num_test].tolist())
 
 
 def keep_episode(episode: torch.Tensor, found_at: torch.Tensor, stride: int, dense_until_success: bool,
@@ -84,202 +104,245 @@ def stored_episode_index(returns: np.ndarray, stride: int, dense_until_success: 
     return np.where(e <= first, e, first + 1 + skip_after_success + (e - first - 1) * stride)
 
 
-def resume_path(out: Path) -> Path:
-    return out.with_name(out.name + ".resume.h5")
+def collection_run_dir(out: str | Path) -> Path:
+    """The run folder of the collection into ``out``: beside it, ``data.h5`` -> ``data.collect``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".collect")
+
+
+def source_agents(cfg: Config) -> tuple[list[int], list[str]]:
+    """(task, split) of every source agent of a collection, in agent order: ``collect.histories_per_task``
+    per training task, then ``collect.test_histories_per_task`` per validation task and per test task."""
+    cc = cfg.collect
+    train, validation, test = split_tasks(cfg.run.seed, cc.num_test_tasks, cc.num_validation_tasks)
+    used_train = train[:cc.max_train_tasks] if cc.max_train_tasks else train
+    tasks = [t for t in used_train for _ in range(cc.histories_per_task)]
+    splits = ["train"] * len(tasks)
+    for split, chosen in (("validation", validation), ("test", test)):
+        tasks += [t for t in chosen for _ in range(cc.test_histories_per_task)]
+        splits += [split] * (len(tasks) - len(splits))
+    return tasks, splits
 
 
 def _env_params(cfg: Config) -> dict:
-    from rlcli.envs.darkroom import MAX_STEPS
-
     return {"id": "darkroom", "size": SIZE, "max_steps": cfg.env.max_episode_steps or MAX_STEPS,
             "terminate_on_goal": cfg.env.terminate_on_goal, "num_actions": NUM_ACTIONS,
             "num_states": SIZE * SIZE}
+
+
+BUFFERED = ("obs", "action", "next_obs", "reward", "done", "time_step", "keep")
+
+
+class Collection(Algorithm):
+    """The source agents of a collection as one learner of the training loop: an iteration is one batched
+    A2C update of every agent (``env_steps`` sums the steps of all agents) and the storage of the stored
+    streams' transitions into ``out``. The histories file is opened on the first iteration (a fresh
+    collection) or in :meth:`load_state` (a resumed one, cut back to the checkpoint's lengths)."""
+
+    evaluates = False  # the histories are the product; AD's evaluation comes with `rlcli distill`
+
+    def __init__(self, cfg: Config, device: torch.device, out: str | Path, config_toml: str):
+        from rlcli.ad.source_a2c import BatchedA2C
+
+        self.cfg, self.device, self.out, self.config_toml = cfg, device, Path(out), config_toml
+        cc, hp = cfg.collect, cfg.a2c
+        self.env_params = _env_params(cfg)
+        self.train_tasks, self.validation_tasks, self.test_tasks = split_tasks(
+            cfg.run.seed, cc.num_test_tasks, cc.num_validation_tasks)
+        self.agent_tasks, self.agent_splits = source_agents(cfg)
+        agent_tasks, agent_splits = self.agent_tasks, self.agent_splits
+        n_agents, n_envs, streams = len(agent_tasks), hp.num_envs, cc.streams_per_agent
+        self.n_agents, self.n_envs = n_agents, n_envs
+        self.specs = [HistorySpec(agent_tasks[a], agent_splits[a], a, s) for a in range(n_agents)
+                      for s in range(streams)]
+        self.stream_index = torch.tensor([a * n_envs + s for a in range(n_agents) for s in range(streams)],
+                                         device=device)
+        self.agents = BatchedA2C(SIZE * SIZE, NUM_ACTIONS, hp,
+                                 [cfg.run.seed * 1_000_003 + a for a in range(n_agents)], device)
+        goals = torch.tensor([task_goal(t) for t in agent_tasks for _ in range(n_envs)], dtype=torch.long)
+        self.rooms = DarkRoomBatch(goals, SIZE, self.env_params["max_steps"], self.env_params["terminate_on_goal"],
+                                   device)
+        self.obs = self.rooms.reset().reshape(n_agents, n_envs)
+        self.ep_return = torch.zeros(n_agents, n_envs, device=device)
+        self.curve_sum = torch.zeros(n_agents, device=device)
+        self.curve_count = torch.zeros(n_agents, device=device)
+        n_streams = len(self.specs)
+        self.stream_episode = torch.zeros(n_streams, dtype=torch.long, device=device)  # episodes begun per stream
+        self.stream_found_at = torch.full((n_streams,), -1, dtype=torch.long, device=device)  # first success
+        self.stream_keep = torch.ones(n_streams, dtype=torch.bool, device=device)  # store the current episode
+        self.steps_per_update = n_agents * n_envs * hp.num_steps
+        self.updates_total = -(-cc.steps_per_agent // (n_envs * hp.num_steps))
+        self.updates = 0
+        self.env_steps = 0
+        self.writer: HistoryWriter | None = None
+        self.buffer: dict[str, list[torch.Tensor]] = {k: [] for k in BUFFERED}
+
+    def _open_new(self) -> HistoryWriter:
+        return HistoryWriter(self.out, self.specs, self.env_params, self.train_tasks, self.test_tasks,
+                             self.agent_tasks, self.agent_splits, self.config_toml, self.cfg.collect.chunk_size,
+                             validation_tasks=self.validation_tasks)
+
+    def iteration(self, timer: PhaseTimer) -> IterationResult:
+        if self.writer is None:
+            self.writer = self._open_new()
+        cc, hp = self.cfg.collect, self.cfg.a2c
+        n_agents, n_envs = self.n_agents, self.n_envs
+        shape, device = (hp.num_steps, n_agents, n_envs), self.device
+        r_obs = torch.empty(shape, dtype=torch.long, device=device)
+        r_act = torch.empty_like(r_obs)
+        r_term = torch.empty(shape, dtype=torch.bool, device=device)
+        r_trunc = torch.empty_like(r_term)
+        r_rew, r_final = torch.empty(shape, device=device), torch.zeros(shape, device=device)
+        finished_returns: list[torch.Tensor] = []
+        finished_lengths: list[torch.Tensor] = []
+        idx, buf = self.stream_index, self.buffer
+        for t in range(hp.num_steps):
+            with timer.phase("inference"):
+                action = self.agents.act(self.obs)
+            with timer.phase("env"):
+                time_step = self.rooms.t.clone()
+                nxt, reward, term, trunc, final_obs = self.rooms.step(action.reshape(-1))
+            r_obs[t], r_act[t] = self.obs, action
+            r_rew[t] = reward.reshape(n_agents, n_envs)
+            r_term[t], r_trunc[t] = term.reshape(n_agents, n_envs), trunc.reshape(n_agents, n_envs)
+            if trunc.any():
+                with timer.phase("inference"):
+                    r_final[t] = self.agents.value(final_obs.reshape(n_agents, n_envs))
+            done = r_term[t] | r_trunc[t]
+            self.ep_return += r_rew[t]
+            self.curve_sum += (self.ep_return * done).sum(1)
+            self.curve_count += done.sum(1)
+            finished_returns.append(self.ep_return[done])
+            finished_lengths.append(time_step.reshape(n_agents, n_envs)[done] + 1)
+            self.ep_return *= ~done
+            stream_done = (term | trunc)[idx]
+            buf["obs"].append(self.obs.reshape(-1)[idx])
+            buf["action"].append(action.reshape(-1)[idx])
+            buf["next_obs"].append(final_obs[idx])
+            buf["reward"].append(reward[idx])
+            buf["done"].append(stream_done)
+            buf["time_step"].append(time_step[idx])
+            buf["keep"].append(self.stream_keep.clone())
+            self.stream_found_at = torch.where((reward[idx] > 0) & (self.stream_found_at < 0),
+                                               self.stream_episode, self.stream_found_at)
+            self.stream_episode += stream_done.long()
+            self.stream_keep = torch.where(stream_done, keep_episode(self.stream_episode, self.stream_found_at,
+                                                                     cc.episode_stride, cc.dense_until_success,
+                                                                     cc.skip_after_success),
+                                           self.stream_keep)
+            self.obs = nxt.reshape(n_agents, n_envs)
+        with timer.phase("learning"):
+            losses = self.agents.update(r_obs, r_act, r_rew, r_term, r_trunc, r_final, self.obs)
+        self.updates += 1
+        self.env_steps = self.updates * self.steps_per_update
+        if self.updates % cc.flush_every == 0:
+            self._flush_buffer(timer)
+        if self.updates % cc.curve_every == 0 or self.updates == self.updates_total:
+            with timer.phase("storage"):
+                curve = torch.where(self.curve_count > 0, self.curve_sum / self.curve_count.clamp(min=1), torch.nan)
+                self.writer.append_curve(self.updates * n_envs * hp.num_steps, curve.cpu().numpy())
+            self.curve_sum.zero_()
+            self.curve_count.zero_()
+        if self.updates == self.updates_total:
+            self._flush_buffer(timer)
+            self.writer.mark_complete()
+        return IterationResult(metrics={k: float(v) for k, v in losses.items()},
+                               episode_returns=torch.cat(finished_returns).tolist(),
+                               episode_lengths=torch.cat(finished_lengths).tolist())
+
+    def _flush_buffer(self, timer: PhaseTimer | None = None) -> None:
+        if not self.buffer["obs"]:
+            return
+        with timer.phase("storage") if timer is not None else nullcontext():
+            self.writer.append(**{k: torch.stack(v, dim=1).cpu().numpy() for k, v in self.buffer.items()})
+            for v in self.buffer.values():
+                v.clear()
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        raise ConfigError("a collection holds one A2C agent per task; distill it with `rlcli distill`")
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The whole collection state; first writes the buffered transitions to the file, so that the
+        history lengths it records are what the file holds."""
+        self._flush_buffer()
+        self.writer.flush()
+        a2c_tensors, groups = self.agents.state()
+        tensors = {"a2c": a2c_tensors, "rooms": self.rooms.state(), "obs": self.obs, "ep_return": self.ep_return,
+                   "curve_sum": self.curve_sum, "curve_count": self.curve_count,
+                   "stream_episode": self.stream_episode, "stream_found_at": self.stream_found_at,
+                   "stream_keep": self.stream_keep, "rng": torch.get_rng_state(),
+                   "lengths": torch.tensor(self.writer.lengths(), dtype=torch.long)}
+        return {"collect": tensors}, {"a2c_param_groups": groups,
+                                      "collection": {"updates": self.updates,
+                                                     "curve_points": self.writer.curve_points()}}
+
+    def load_state(self, ckpt: Checkpoint) -> None:
+        tensors = ckpt.tensors("collect")
+        self.agents.load_state(tensors["a2c"], ckpt.documents["a2c_param_groups"])
+        self.rooms.load_state(tensors["rooms"])
+        self.obs = tensors["obs"].to(self.device)
+        for k in ("ep_return", "curve_sum", "curve_count", "stream_episode", "stream_found_at", "stream_keep"):
+            setattr(self, k, tensors[k].to(self.device))
+        torch.set_rng_state(tensors["rng"].to(torch.uint8))
+        saved = ckpt.documents["collection"]
+        self.updates = int(saved["updates"])
+        self.env_steps = self.updates * self.steps_per_update
+        self.writer = HistoryWriter.reopen(self.out, tensors["lengths"].tolist(), int(saved["curve_points"]))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, timer: PhaseTimer | None = None,
             callbacks: list[Callable[[int], None]] | None = None) -> CollectResult:
     """Train the source agents and stream their histories into ``out``; resumes an interrupted ``out``.
 
-    Raises ConfigError for bad input (another env, a finished or foreign ``out``), CollectionInterrupted
-    after Ctrl-C. Each of ``callbacks`` is called with the number of updates done after every update.
+    Runs :class:`Collection` in the training loop (:func:`rlcli.engine.train.train`) with its run folder
+    :func:`collection_run_dir`. Raises ConfigError for bad input (another env, a finished or foreign
+    ``out``), CollectionInterrupted after Ctrl-C. Each of ``callbacks`` is called with the env steps done
+    (summed over all agents) after every update.
     """
-    from rlcli.ad.source_a2c import BatchedA2C
-    from rlcli.engine.seeding import resolve_device, seed_everything
-    from rlcli.engine.signals import InterruptFlag
-    from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint
-
     if cfg.env.id != "darkroom":
         raise ConfigError(f"collect supports env 'darkroom' only, got '{cfg.env.id}'")
-    cc, hp = cfg.collect, cfg.a2c
-    if cc.streams_per_agent > hp.num_envs:
-        raise ConfigError(f"collect.streams_per_agent ({cc.streams_per_agent}) must be <= a2c.num_envs "
-                          f"({hp.num_envs})")
     out = Path(out)
-    reporter, timer = reporter or Reporter(), timer or PhaseTimer()
-    device = resolve_device(cfg.run.device)
-    if cfg.run.torch_threads:
-        torch.set_num_threads(cfg.run.torch_threads)
-    seed_everything(cfg.run.seed)
-    env_params = _env_params(cfg)
-
-    train_tasks, test_tasks = split_tasks(cfg.run.seed, cc.num_test_tasks)
-    used_train = train_tasks[:cc.max_train_tasks] if cc.max_train_tasks else train_tasks
-    agent_tasks = [t for t in used_train for _ in range(cc.histories_per_task)]
-    agent_tasks += [t for t in test_tasks for _ in range(cc.test_histories_per_task)]
-    agent_splits = ["train"] * (len(used_train) * cc.histories_per_task)
-    agent_splits += ["test"] * (len(agent_tasks) - len(agent_splits))
-    n_agents, n_envs, streams = len(agent_tasks), hp.num_envs, cc.streams_per_agent
-    specs = [HistorySpec(agent_tasks[a], agent_splits[a], a, s) for a in range(n_agents) for s in range(streams)]
-    stream_index = torch.tensor([a * n_envs + s for a in range(n_agents) for s in range(streams)], device=device)
-
-    agents = BatchedA2C(SIZE * SIZE, NUM_ACTIONS, hp, [cfg.run.seed * 1_000_003 + a for a in range(n_agents)],
-                        device)
-    goals = torch.tensor([task_goal(t) for t in agent_tasks for _ in range(n_envs)], dtype=torch.long)
-    rooms = DarkRoomBatch(goals, SIZE, env_params["max_steps"], env_params["terminate_on_goal"], device)
-    obs = rooms.reset().reshape(n_agents, n_envs)
-    ep_return = torch.zeros(n_agents, n_envs, device=device)
-    curve_sum = torch.zeros(n_agents, device=device)
-    curve_count = torch.zeros(n_agents, device=device)
-    stream_episode = torch.zeros(len(specs), dtype=torch.long, device=device)  # episodes begun per stream
-    stream_found_at = torch.full((len(specs),), -1, dtype=torch.long, device=device)  # first success episode
-    stream_keep = torch.ones(len(specs), dtype=torch.bool, device=device)  # store the current episode
-    updates_total = -(-cc.steps_per_agent // (n_envs * hp.num_steps))
-    updates, resumed = 0, False
-    config_toml = cfg.to_toml()
-    rpath = resume_path(out)
-
+    run_dir = collection_run_dir(out)
+    cc, hp = cfg.collect, cfg.a2c
+    config_toml = cfg.to_toml()  # the user's config, stored in the histories file
+    # the loop's view of it: env steps summed over all agents, a checkpoint every collect.checkpoint_every
+    # updates, no evaluation
+    loop_cfg = cfg.copy()
+    n_agents = len(source_agents(cfg)[0])
+    loop_cfg.run.name = run_dir.name
+    steps_per_update = n_agents * hp.num_envs * hp.num_steps
+    loop_cfg.run.total_steps = -(-cc.steps_per_agent // (hp.num_envs * hp.num_steps)) * steps_per_update
+    loop_cfg.run.checkpoint_every = cc.checkpoint_every * steps_per_update
+    loop_cfg.run.eval_every = 0
+    loop_cfg.run.tensorboard = False
+    resume, start_step = None, 0
     if out.exists():
-        if not rpath.is_file():
-            with HistoryReader(out) as r:
-                done_before = r.complete
+        last = run_dir / CHECKPOINT_LAST
+        with HistoryReader(out) as r:
+            done_before, collected_with = r.complete, r.config_toml
+        if done_before or not last.is_file():
             why = "is a complete collection" if done_before else "exists and has no resume state"
             raise ConfigError(f"'{out}' {why}; choose another --out or delete it")
-        ckpt = load_checkpoint(rpath)
-        if ckpt.attrs.get("config") != config_toml:
+        if collected_with != config_toml:
             raise ConfigError(f"'{out}' was collected with another configuration; resume it with the same "
                               f"command and settings, or choose another --out")
-        tensors = ckpt.tensors("collect")
-        agents.load_state(tensors["a2c"], ckpt.documents["a2c_param_groups"])
-        rooms.load_state(tensors["rooms"])
-        obs = tensors["obs"].to(device)
-        ep_return, curve_sum, curve_count, stream_episode, stream_found_at, stream_keep = (
-            tensors[k].to(device) for k in ("ep_return", "curve_sum", "curve_count", "stream_episode",
-                                             "stream_found_at", "stream_keep"))
-        torch.set_rng_state(tensors["rng"].to(torch.uint8))
-        updates = int(ckpt.attrs["updates"])
-        writer = HistoryWriter.reopen(out, tensors["lengths"].tolist(), int(ckpt.attrs["curve_points"]))
-        resumed = True
-    else:
-        writer = HistoryWriter(out, specs, env_params, train_tasks, test_tasks, agent_tasks, agent_splits,
-                               config_toml, cc.chunk_size)
-
-    def save_resume_state() -> None:
-        with timer.phase("storage"):
-            writer.flush()
-            a2c_tensors, groups = agents.state()
-            tensors = {"a2c": a2c_tensors, "rooms": rooms.state(), "obs": obs, "ep_return": ep_return,
-                       "curve_sum": curve_sum, "curve_count": curve_count, "stream_episode": stream_episode,
-                       "stream_found_at": stream_found_at, "stream_keep": stream_keep,
-                       "rng": torch.get_rng_state(),
-                       "lengths": torch.tensor(writer.lengths(), dtype=torch.long)}
-            save_checkpoint(rpath, {"collect": tensors},
-                            {"algo": "ad", "config": config_toml, "updates": updates,
-                             "curve_points": writer.curve_points()}, {"a2c_param_groups": groups})
-
-    buffer: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "action", "next_obs", "reward", "done",
-                                                              "time_step", "keep")}
-
-    def flush_buffer() -> None:
-        if not buffer["obs"]:
-            return
-        with timer.phase("storage"):
-            writer.append(**{k: torch.stack(v, dim=1).cpu().numpy() for k, v in buffer.items()})
-            for v in buffer.values():
-                v.clear()
-
-    steps_per_update = n_agents * n_envs * hp.num_steps
-    start_updates, start_time = updates, time.perf_counter()
-    reporter.start(str(out), updates * steps_per_update, updates_total * steps_per_update)
-    recent: list[float] = []
-    shape = (hp.num_steps, n_agents, n_envs)
+        resume, start_step = run_dir, int(load_checkpoint(last).attrs["step"])
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)  # the folder of an earlier collection into an --out that is gone
     try:
-        with InterruptFlag() as interrupt:
-            while updates < updates_total:
-                r_obs = torch.empty(shape, dtype=torch.long, device=device)
-                r_act = torch.empty_like(r_obs)
-                r_term = torch.empty(shape, dtype=torch.bool, device=device)
-                r_trunc = torch.empty_like(r_term)
-                r_rew, r_final = torch.empty(shape, device=device), torch.zeros(shape, device=device)
-                for t in range(hp.num_steps):
-                    with timer.phase("inference"):
-                        action = agents.act(obs)
-                    with timer.phase("env"):
-                        time_step = rooms.t.clone()
-                        nxt, reward, term, trunc, final_obs = rooms.step(action.reshape(-1))
-                    r_obs[t], r_act[t] = obs, action
-                    r_rew[t] = reward.reshape(n_agents, n_envs)
-                    r_term[t], r_trunc[t] = term.reshape(n_agents, n_envs), trunc.reshape(n_agents, n_envs)
-                    if trunc.any():
-                        with timer.phase("inference"):
-                            r_final[t] = agents.value(final_obs.reshape(n_agents, n_envs))
-                    done = r_term[t] | r_trunc[t]
-                    ep_return += r_rew[t]
-                    curve_sum += (ep_return * done).sum(1)
-                    curve_count += done.sum(1)
-                    if done.any():
-                        recent.extend(ep_return[done].tolist()[:64])
-                    ep_return *= ~done
-                    buffer["obs"].append(obs.reshape(-1)[stream_index])
-                    buffer["action"].append(action.reshape(-1)[stream_index])
-                    buffer["next_obs"].append(final_obs[stream_index])
-                    buffer["reward"].append(reward[stream_index])
-                    buffer["done"].append((term | trunc)[stream_index])
-                    buffer["time_step"].append(time_step[stream_index])
-                    buffer["keep"].append(stream_keep.clone())
-                    stream_found_at = torch.where((reward[stream_index] > 0) & (stream_found_at < 0),
-                                                  stream_episode, stream_found_at)
-                    stream_done = (term | trunc)[stream_index]
-                    stream_episode += stream_done.long()
-                    stream_keep = torch.where(stream_done, keep_episode(stream_episode, stream_found_at,
-                                                                        cc.episode_stride, cc.dense_until_success,
-                                                                        cc.skip_after_success),
-                                              stream_keep)
-                    obs = nxt.reshape(n_agents, n_envs)
-                with timer.phase("learning"):
-                    agents.update(r_obs, r_act, r_rew, r_term, r_trunc, r_final, obs)
-                updates += 1
-                if updates % cc.flush_every == 0:
-                    flush_buffer()
-                if updates % cc.curve_every == 0 or updates == updates_total:
-                    with timer.phase("storage"):
-                        curve = torch.where(curve_count > 0, curve_sum / curve_count.clamp(min=1), torch.nan)
-                        writer.append_curve(updates * n_envs * hp.num_steps, curve.cpu().numpy())
-                    curve_sum.zero_()
-                    curve_count.zero_()
-                if updates % cc.checkpoint_every == 0 and updates < updates_total:
-                    flush_buffer()
-                    save_resume_state()
-                elapsed = time.perf_counter() - start_time
-                sps = (updates - start_updates) * steps_per_update / max(elapsed, 1e-9)
-                recent = recent[-1000:]
-                reporter.update(Progress(updates * steps_per_update, updates_total * steps_per_update, sps,
-                                         float(np.mean(recent)) if recent else None, elapsed, timer.shares()))
-                for callback in callbacks or ():
-                    callback(updates)
-                if interrupt.set and updates < updates_total:
-                    flush_buffer()
-                    save_resume_state()
-                    raise CollectionInterrupted(f"interrupted after {updates}/{updates_total} updates; the "
-                                                f"state is saved in {rpath}; rerun the same command to resume")
-        flush_buffer()
-        writer.mark_complete()
-    finally:
-        writer.close()
-        reporter.stop()
-    rpath.unlink(missing_ok=True)
-    wall = time.perf_counter() - start_time
+        result = train(loop_cfg, resume=resume, reporter=reporter, timer=timer, callbacks=callbacks,
+                       run_dir=run_dir, algorithm=lambda c, device: Collection(c, device, out, config_toml))
+    except TrainingInterrupted as e:
+        raise CollectionInterrupted(e.result, out) from None
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the resume state of a finished collection
     with HistoryReader(out) as r:
         _, returns, _, splits = r.curves()
+        num_histories = len(r.histories)
     last = returns[splits == "train", -1] if returns.shape[1] else np.zeros(0)
-    return CollectResult(out, n_agents, len(specs), (updates - start_updates) * steps_per_update, wall, resumed,
+    return CollectResult(out, run_dir, n_agents, num_histories, result.steps - start_step,
+                         result.wall_time, resume is not None,
                          float(np.nanmean(last)) if np.isfinite(last).any() else float("nan"))

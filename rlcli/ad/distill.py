@@ -2,13 +2,13 @@
 
 ``rlcli distill darkroom --histories data.h5`` trains :class:`~rlcli.nets.ad_transformer.ADTransformer` to
 predict the source agents' next action from windows of ``ad.context_len`` consecutive transitions of their
-learning histories (training tasks only). Windows are sampled uniformly over all windows that fit inside a
-history -- never across two histories; ``ad.success_window_fraction`` draws a share of them from the windows
-after a history's first reward -- and read from the HDF5 file without loading whole histories.
-It runs in the one training loop (:func:`rlcli.engine.train.train`): one iteration is one gradient step
-(``run.total_steps`` counts gradient steps), and the loop's evaluation is the in-context evaluation on the
-held-out test tasks (``eval_return`` = mean return of the last ``ad.eval_last`` of ``ad.eval_episodes``
-episodes).
+learning histories (training tasks only), drawn by :class:`~rlcli.ad.windows.WindowSampler` (never across
+two histories; a history shorter than the context is one padded window) and read from the HDF5 file without
+loading whole histories. It runs in the one training loop (:func:`rlcli.engine.train.train`): one iteration
+is one gradient step (``run.total_steps`` counts gradient steps), and the loop's evaluation -- which also
+picks ``best.h5`` -- is the in-context evaluation on the validation tasks (``eval_return`` = mean return of
+the last ``ad.eval_last`` of ``ad.eval_episodes`` episodes). The test tasks are left to
+``rlcli eval RUN --tasks test``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlcli.ad.windows import WindowSampler, read_windows
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
@@ -51,53 +52,6 @@ def cosine_lr(step: int, total: int, peak: float, floor: float, warmup: int) -> 
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
-class WindowSampler:
-    """Uniform samples of (history, start) over every window of ``length`` that fits inside one history.
-
-    With ``success_fraction`` > 0 that share of each batch is drawn uniformly from the windows that end after
-    their history's first reward (``first_success[i]``: where history i's part after it begins), so the
-    model sees more of the source acting on what it has found; the rest stays uniform over all windows.
-    """
-
-    def __init__(self, lengths: list[int], indices: list[int], length: int, seed: int,
-                 first_success: list[int] | None = None, success_fraction: float = 0.0):
-        counts = np.asarray([max(0, n - length + 1) for n in lengths], dtype=np.int64)
-        if counts.sum() == 0:
-            raise ConfigError(f"no training history holds a full context of {length} transitions; "
-                              f"lower ad.context_len or collect longer histories")
-        self.indices, self.counts, self.length = np.asarray(indices), counts, length
-        self.cum = np.cumsum(counts)
-        self.rng = np.random.default_rng(seed)
-        self.success_fraction = success_fraction if first_success is not None else 0.0
-        if self.success_fraction > 0:
-            # windows whose last transition comes after the history's first reward: start >= first - length + 1
-            self.success_lo = np.maximum(0, np.asarray(first_success) - length + 1)
-            self.success_counts = np.maximum(0, counts - self.success_lo)
-            self.success_cum = np.cumsum(self.success_counts)
-            if self.success_cum[-1] == 0:
-                self.success_fraction = 0.0
-
-    @staticmethod
-    def _pick(cum: np.ndarray, counts: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        which = np.searchsorted(cum, flat, side="right")
-        return which, flat - (cum[which] - counts[which])
-
-    def sample(self, batch: int) -> list[tuple[int, int]]:
-        n_success = int(self.rng.binomial(batch, self.success_fraction)) if self.success_fraction > 0 else 0
-        which, starts = self._pick(self.cum, self.counts, self.rng.integers(0, self.cum[-1], size=batch - n_success))
-        if n_success:
-            w2, s2 = self._pick(self.success_cum, self.success_counts,
-                                self.rng.integers(0, self.success_cum[-1], size=n_success))
-            which, starts = np.concatenate([which, w2]), np.concatenate([starts, s2 + self.success_lo[w2]])
-        return [(int(self.indices[w]), int(s)) for w, s in zip(which, starts, strict=True)]
-
-    def state(self) -> dict:
-        return self.rng.bit_generator.state
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
-
-
 class AD(Algorithm):
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
@@ -106,7 +60,11 @@ class AD(Algorithm):
             raise ConfigError("distill needs the learning histories: --histories data.h5 (ad.histories)")
         self.reader = HistoryReader(a.histories)
         self.env_params = self.reader.env_params
-        self.train_tasks, self.test_tasks = self.reader.train_tasks, self.reader.test_tasks
+        self.tasks = {"train": self.reader.train_tasks, "validation": self.reader.validation_tasks,
+                      "test": self.reader.test_tasks}
+        if not self.tasks[a.eval_tasks]:
+            raise ConfigError(f"'{a.histories}' holds no {a.eval_tasks} tasks for the in-run evaluation (files "
+                              f"collected before the validation split have none: collect it again)")
         train = self.reader.select("train")
         if not train:
             raise ConfigError(f"'{a.histories}' holds no training histories")
@@ -117,6 +75,7 @@ class AD(Algorithm):
             first_success = [self.reader.first_reward_end(h.index, n) for h, n in zip(train, lengths, strict=True)]
         self.sampler = WindowSampler(lengths, [h.index for h in train], a.context_len, cfg.run.seed,
                                      first_success, a.success_window_fraction)
+        self.usable = {h.index: n for h, n in zip(train, lengths, strict=True) if n < h.length}  # cut by the limit
         self.model = ADTransformer(model_config(cfg, self.env_params)).to(device)
         opt = torch.optim.AdamW if a.weight_decay > 0 else torch.optim.Adam
         kwargs = {"weight_decay": a.weight_decay} if a.weight_decay > 0 else {}
@@ -129,8 +88,9 @@ class AD(Algorithm):
     def iteration(self, timer: PhaseTimer) -> IterationResult:
         a = self.cfg.ad
         with timer.phase("storage"):
-            batch = self.reader.windows(self.sampler.sample(a.batch_size), a.context_len)
+            batch = read_windows(self.reader, self.sampler.sample(a.batch_size), a.context_len, self.usable)
         with timer.phase("learning"):
+            mask = torch.from_numpy(batch.pop("mask")).to(self.device)
             t = {k: torch.from_numpy(v.astype(np.int64)).to(self.device, non_blocking=True)
                  for k, v in batch.items() if k != "done"}
             lr = cosine_lr(self.env_steps, self.cfg.run.total_steps, a.learning_rate, a.min_learning_rate,
@@ -140,12 +100,16 @@ class AD(Algorithm):
             self.model.train()
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits = self.model(t["obs"], t["action"], t["reward"], t["time_step"], t["next_obs"])
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t["action"].reshape(-1))
+            # the padding after a history shorter than the context is no target
+            per_position = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t["action"].reshape(-1),
+                                           reduction="none")
+            weight = mask.reshape(-1).float()
+            loss = (per_position * weight).sum() / weight.sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = clip_grad_norm(self.model.parameters(), a.max_grad_norm)
             self.optimizer.step()
-            accuracy = (logits.argmax(-1) == t["action"]).float().mean()
+            accuracy = (logits.argmax(-1) == t["action"])[mask].float().mean()
         self.env_steps += 1
         return IterationResult(metrics={"loss": loss.item(), "accuracy": accuracy.item(), "learning_rate": lr,
                                         "grad_norm": float(grad_norm)})
@@ -154,13 +118,13 @@ class AD(Algorithm):
         raise ConfigError("an AD model acts in context; evaluate it with `rlcli eval RUN --tasks test`")
 
     def evaluate(self, cfg: Config, episodes: int, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """In-context evaluation on ``ad.eval_tasks``: per task, the mean return and length of the last
-        ``ad.eval_last`` of ``ad.eval_episodes`` episodes (``episodes`` is not used: AD's count is its own)."""
+        """In-context evaluation on ``ad.eval_tasks`` (validation by default; never test), ``ad.eval_repeats``
+        runs per task: per run, the mean return and length of the last ``ad.eval_last`` of ``ad.eval_episodes``
+        episodes (``episodes`` is not used: AD's count is its own)."""
         from rlcli.ad.in_context import run_in_context
 
         a = cfg.ad
-        tasks = {"test": self.test_tasks, "train": self.train_tasks,
-                 "all": self.train_tasks + self.test_tasks}[a.eval_tasks]
+        tasks = [t for t in self.tasks[a.eval_tasks] for _ in range(a.eval_repeats)]
         r = run_in_context(self.model, tasks, a.eval_episodes, self.env_params,
                            seed=cfg.run.seed + EVAL_SEED_OFFSET, device=self.device)
         last = min(a.eval_last, a.eval_episodes)
@@ -180,7 +144,7 @@ class AD(Algorithm):
         opt_state, groups = optimizer_to_tree(self.optimizer)
         tensors = {"model": self.model.state_dict(), "optimizer": opt_state, "rng": rng_state()}
         docs = {"optimizer_param_groups": groups, "sampler_rng": self.sampler.state(),
-                "env_params": self.env_params, "tasks": {"train": self.train_tasks, "test": self.test_tasks},
+                "env_params": self.env_params, "tasks": self.tasks,
                 "gradient_steps": self.env_steps}
         return tensors, docs
 

@@ -16,11 +16,15 @@ from rlcli.config.fields import option
 @dataclass
 class CollectConfig:
     num_test_tasks: int = option(23, "Held-out test tasks, split from the 80 by run.seed and stored in the file "
-                                     "(the seed: 57 train / 23 test).", min=0, max=79)
+                                     "(the seed: 57 train / 23 test); only `rlcli eval --tasks test` plays them.",
+                                 min=0, max=79)
+    num_validation_tasks: int = option(8, "Held-out validation tasks (neither trained nor tested on): the "
+                                          "in-run evaluation and best.h5 of `rlcli distill` use them.", min=0,
+                                       max=79)
     max_train_tasks: int = option(0, "Collect only the first N training tasks (0 = all).", min=0)
     histories_per_task: int = option(4, "Source agents (different seeds) per training task.", min=1)
-    test_histories_per_task: int = option(1, "Source agents per test task: their curves are the A2C baseline "
-                                             "of `rlcli eval --tasks test`; AD never trains on them.", min=0)
+    test_histories_per_task: int = option(1, "Source agents per validation and per test task: their curves are "
+                                             "the A2C baseline of `rlcli eval`; AD never trains on them.", min=0)
     steps_per_agent: int = option(2_500_000, "Env steps per agent (summed over its a2c.num_envs envs).", min=1)
     streams_per_agent: int = option(1, "Env streams of each agent stored as histories (<= a2c.num_envs).",
                                     min=1)
@@ -92,5 +96,23 @@ class ADConfig:
     eval_episodes: int = option(40, "Episodes per in-context evaluation (each task's context spans them all).",
                                 min=1)
     eval_last: int = option(10, "eval_return is the mean return of the last N in-context episodes.", min=1)
-    eval_tasks: str = option("test", "Tasks of the in-context evaluation during training.",
-                             choices=("test", "train", "all"))
+    eval_repeats: int = option(3, "In-context runs per task in each in-run evaluation.", min=1)
+    eval_tasks: str = option("validation", "Tasks of the in-context evaluation during training (it picks "
+                                           "best.h5; the test tasks are only for `rlcli eval --tasks test`).",
+                             choices=("validation", "train"))
+
+
+DARKROOM_TASKS = 80  # every cell of the 9 x 9 room but the centre (rlcli.envs.darkroom.num_tasks)
+
+
+def check_ad(cfg) -> None:
+    """Combinations a collection cannot run, refused when the config is built (so --dry-run refuses them too)."""
+    from rlcli.config.fields import ConfigError
+
+    c = cfg.collect
+    if c.num_test_tasks + c.num_validation_tasks >= DARKROOM_TASKS:
+        raise ConfigError(f"collect.num_test_tasks ({c.num_test_tasks}) + collect.num_validation_tasks "
+                          f"({c.num_validation_tasks}) leave no training task of the {DARKROOM_TASKS}")
+    if c.streams_per_agent > cfg.a2c.num_envs:
+        raise ConfigError(f"collect.streams_per_agent ({c.streams_per_agent}) must be <= a2c.num_envs "
+                          f"({cfg.a2c.num_envs})")

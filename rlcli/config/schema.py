@@ -170,10 +170,10 @@ register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig}, check_no_gar)
 
 
 def _register_ad() -> None:
-    from rlcli.config.ad import A2CConfig, ADConfig, CollectConfig
+    from rlcli.config.ad import A2CConfig, ADConfig, CollectConfig, check_ad
 
     # Algorithm Distillation: `rlcli collect` reads collect + a2c, `rlcli distill` reads ad
-    register_algo("ad", {"collect": CollectConfig, "a2c": A2CConfig, "ad": ADConfig})
+    register_algo("ad", {"collect": CollectConfig, "a2c": A2CConfig, "ad": ADConfig}, check_ad)
 
 
 _register_ad()

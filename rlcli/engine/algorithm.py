@@ -28,6 +28,7 @@ class Algorithm:
     """Base class. Subclasses set ``self.env_steps`` and implement the methods below."""
 
     env_steps: int = 0
+    evaluates: bool = True  # False: the loop never evaluates it (nor keeps a best checkpoint)
 
     def iteration(self, timer: PhaseTimer) -> IterationResult:
         """Collect experience and learn from it once; advance ``env_steps``."""

@@ -57,13 +57,13 @@ def default_run_name(cfg: Config) -> str:
     return f"{cfg.algo}-{env}-{tech}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def build_algorithm(cfg: Config) -> Algorithm:
+def build_algorithm(cfg: Config, algorithm: Callable[[Config, torch.device], Algorithm] | None = None) -> Algorithm:
     from rlcli.algos import algorithm_class
 
     seed_everything(cfg.run.seed)
     if cfg.run.torch_threads:
         torch.set_num_threads(cfg.run.torch_threads)
-    return algorithm_class(cfg.algo)(cfg, resolve_device(cfg.run.device))
+    return (algorithm or algorithm_class(cfg.algo))(cfg, resolve_device(cfg.run.device))
 
 
 def evaluate_algorithm(algo: Algorithm, cfg: Config, episodes: int | None = None,
@@ -85,7 +85,8 @@ def _tb_tag(name: str) -> str:
 
 def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter | None = None,
           timer: PhaseTimer | None = None,
-          callbacks: list[Callable[[int], None]] | None = None) -> TrainResult:
+          callbacks: list[Callable[[int], None]] | None = None, run_dir: str | Path | None = None,
+          algorithm: Callable[[Config, torch.device], Algorithm] | None = None) -> TrainResult:
     """Train ``cfg.algo`` for ``cfg.run.total_steps`` env steps; returns a :class:`TrainResult`.
 
     With ``resume`` (a run folder), the algorithm is restored from ``checkpoints/last.h5`` and training
@@ -93,6 +94,8 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
     Raises :class:`TrainingInterrupted` after Ctrl-C (a checkpoint was saved), ConfigError for bad input,
     CorruptFileError for an unreadable checkpoint or metrics file. Each of ``callbacks`` is called with
     the env step after every iteration (``rlcli profile`` steps torch.profiler's schedule this way).
+    ``run_dir`` puts a new run in that folder instead of ``run.runs_dir/run.name``; ``algorithm`` builds
+    the learner instead of ``cfg.algo``'s class (``rlcli collect`` drives its source agents this way).
     """
     reporter = reporter or Reporter()
     timer = timer or PhaseTimer()
@@ -103,14 +106,14 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
             raise ConfigError(f"'{run_dir}' holds a '{ckpt.attrs.get('algo')}' run, not '{cfg.algo}'")
     else:
         ckpt = None
-        name = cfg.run.name or default_run_name(cfg)
+        name = Path(run_dir).name if run_dir is not None else cfg.run.name or default_run_name(cfg)
         cfg.run.name = name
-        run_dir = Path(cfg.run.runs_dir) / name
+        run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run.runs_dir) / name
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
 
     with timer.phase(SETUP):  # building envs and networks, restoring a checkpoint
-        algo = build_algorithm(cfg)
+        algo = build_algorithm(cfg, algorithm)
         metrics = MetricsWriter(run_dir / "metrics.h5",
                                 truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
         if ckpt is not None:
@@ -158,7 +161,8 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
     start_step = algo.env_steps
     total = cfg.run.total_steps
     recent_returns: deque[float] = deque(maxlen=20)
-    next_eval = (start_step // cfg.run.eval_every + 1) * cfg.run.eval_every if cfg.run.eval_every else math.inf
+    next_eval = (start_step // cfg.run.eval_every + 1) * cfg.run.eval_every if cfg.run.eval_every and \
+        algo.evaluates else math.inf
     every_ckpt = cfg.run.checkpoint_every
     next_ckpt = (start_step // every_ckpt + 1) * every_ckpt if every_ckpt else math.inf
     start_time = last_flush = time.perf_counter()
@@ -197,7 +201,7 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
                 if interrupt.set:
                     save(CHECKPOINT_LAST)
                     raise TrainingInterrupted(_result(run_dir, algo, start_step, start_time, None, timer, True))
-            if algo.env_steps > start_step or not (run_dir / CHECKPOINT_LAST).exists():
+            if algo.evaluates and (algo.env_steps > start_step or not (run_dir / CHECKPOINT_LAST).exists()):
                 final_eval = evaluate_now()
             save(CHECKPOINT_LAST)
     finally:

@@ -5,9 +5,9 @@ Layout of a histories file::
     /                        attrs: format="rlcli-histories", format_version, rlcli_version,
                                     env (JSON: size, max_steps, terminate_on_goal, ...), config (the
                                     resolved TOML of the collection), complete (bool), num_agents
-    /tasks/train, /tasks/test   the task split (int64 task ids)
+    /tasks/train, /tasks/validation, /tasks/test   the task split (int64 task ids)
     /histories/<hNNNNN>      one group per history (one env stream of one source agent);
-                             attrs: task, split ("train" | "test"), agent, stream
+                             attrs: task, split ("train" | "validation" | "test"), agent, stream
         obs        (T,) uint8    the agent's cell before the action
         action     (T,) uint8
         next_obs   (T,) uint8    the agent's cell after the action, before any reset (the goal cell when
@@ -17,7 +17,7 @@ Layout of a histories file::
         time_step  (T,) uint16   steps already taken in the episode when ``obs`` was seen
     /curves/steps    (K,) int64     env steps per agent at each learning-curve point
     /curves/returns  (A, K) float32 mean return of the episodes each agent finished since the last point
-    /curves/tasks    (A,) int64, /curves/splits (A,) "train" | "test"
+    /curves/tasks    (A,) int64, /curves/splits (A,) "train" | "validation" | "test"
 
 History datasets are chunked (``chunk_size`` transitions) and gzip-compressed, resizable along T, so a
 collection appends as it goes and a reader fetches a window by decompressing only the chunks it covers.
@@ -48,7 +48,7 @@ class HistorySpec:
     """Which source agent and env stream a history records."""
 
     task: int
-    split: str  # "train" or "test"
+    split: str  # "train", "validation" or "test"
     agent: int
     stream: int
 
@@ -62,7 +62,7 @@ class HistoryWriter:
 
     def __init__(self, path: Path | str, specs: list[HistorySpec], env_params: dict[str, Any],
                  train_tasks: list[int], test_tasks: list[int], agent_tasks: list[int], agent_splits: list[str],
-                 config_toml: str = "", chunk_size: int = 4096):
+                 config_toml: str = "", chunk_size: int = 4096, validation_tasks: list[int] = ()):
         from rlcli import __version__
 
         self.path = Path(path)
@@ -74,6 +74,7 @@ class HistoryWriter:
                         "num_agents": len(agent_tasks)})
         f.create_dataset("tasks/train", data=np.asarray(train_tasks, dtype=np.int64))
         f.create_dataset("tasks/test", data=np.asarray(test_tasks, dtype=np.int64))
+        f.create_dataset("tasks/validation", data=np.asarray(validation_tasks, dtype=np.int64))
         for i, spec in enumerate(specs):
             g = f.create_group(f"histories/{history_name(i)}")
             g.attrs.update({"task": spec.task, "split": spec.split, "agent": spec.agent, "stream": spec.stream})
@@ -85,7 +86,7 @@ class HistoryWriter:
         f.create_dataset("curves/returns", shape=(n_agents, 0), maxshape=(n_agents, None), dtype=np.float32,
                          chunks=(n_agents, 64))
         f.create_dataset("curves/tasks", data=np.asarray(agent_tasks, dtype=np.int64))
-        f.create_dataset("curves/splits", data=np.asarray(agent_splits, dtype="S5"))
+        f.create_dataset("curves/splits", data=np.asarray(agent_splits, dtype="S10"))
         self.num_histories = len(specs)
         f.flush()
 
@@ -190,6 +191,8 @@ class HistoryReader:
             self.complete = bool(f.attrs.get("complete", False))
             self.train_tasks = f["tasks/train"][()].tolist()
             self.test_tasks = f["tasks/test"][()].tolist()
+            # files collected before the validation split have none
+            self.validation_tasks = f["tasks/validation"][()].tolist() if "tasks/validation" in f else []
             groups = f["histories"]
             self._groups = [groups[history_name(i)] for i in range(len(groups))]
             self._datasets = [{name: g[name] for name in FIELDS} for g in self._groups]  # cached handles
@@ -210,7 +213,7 @@ class HistoryReader:
         self.file.close()
 
     def select(self, split: str) -> list[HistoryInfo]:
-        """Histories of ``split`` ("train", "test" or "all")."""
+        """Histories of ``split`` ("train", "validation", "test" or "all")."""
         return [h for h in self.histories if split == "all" or h.split == split]
 
     def window(self, index: int, start: int, length: int) -> dict[str, np.ndarray]:
