@@ -124,9 +124,10 @@ def _rlcli(*args, cwd):
 def test_collect_distill_eval_end_to_end(tmp_path):
     data = tmp_path / "data.h5"
     r = _rlcli("collect", "darkroom", "--out", str(data), "--tasks", "4", "--steps", "3000", "-q",
-               "--set", "collect.num_test_tasks=2", "--set", "collect.histories_per_task=2", cwd=tmp_path)
+               "--set", "collect.num_test_tasks=2", "--set", "collect.num_validation_tasks=2",
+               "--set", "collect.histories_per_task=2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "10 agents, 10 histories" in r.stdout
+    assert "12 agents, 12 histories" in r.stdout
     small = ["--set", "ad.context_len=20", "--set", "ad.embed_dim=16", "--set", "ad.num_layers=1",
              "--set", "ad.ff_dim=32", "--set", "ad.eval_episodes=3", "--set", "ad.batch_size=4"]
     r = _rlcli("distill", "darkroom", "--histories", "data.h5", "--steps", "6", "--runs-dir", str(tmp_path / "runs"),
@@ -146,9 +147,19 @@ def test_collect_distill_eval_end_to_end(tmp_path):
     elsewhere.mkdir()
     r = _rlcli("eval", str(run), "--tasks", "test", "--episodes", "4", "--gifs", "2", cwd=elsewhere)
     assert r.returncode == 0, r.stderr
-    assert "A2C source agents" in r.stdout and "last 4 episodes" in r.stdout
+    assert "A2C source agents" in r.stdout
+    # the default repeats give at least 92 runs; the figure states n and its CI
+    assert re.search(r"last 4 of 4 episodes: [\d.]+ \(95% CI [\d.]+-[\d.]+\), n = 92 runs \(2 tasks x 46\)", r.stdout), r.stdout
     assert re.search(r"│\s+1 │\s+[\d.]+ │\s+[\d.]+ │", r.stdout), r.stdout
     assert (run / "eval" / "in_context.png").is_file()
+    # --tasks validation plays the validation tasks; --seed makes the sampling repeatable
+    lines = []
+    for seed in (5, 5):
+        r = _rlcli("eval", str(run), "--tasks", "validation", "--episodes", "4", "--repeats", "3", "--gifs", "0",
+                   "--seed", str(seed), cwd=elsewhere)
+        assert r.returncode == 0, r.stderr
+        lines.append(r.stdout[r.stdout.index("AD, last"):])
+    assert "n = 6 runs (2 tasks x 3)" in lines[0] and lines[0] == lines[1]
     assert len(list((run / "eval").glob("path-task*.gif"))) == 2
     # resume continues the run to more steps
     r = _rlcli("distill", "darkroom", "--resume", str(run), "--steps", "8", "-q", cwd=tmp_path)
@@ -160,3 +171,38 @@ def test_collect_distill_eval_end_to_end(tmp_path):
     assert r.returncode == 2 and "missing.h5" in r.stderr and "Traceback" not in r.stderr
     r = _rlcli("collect", "darkroom", "--out", str(data), "-q", cwd=tmp_path)
     assert r.returncode == 2 and "complete" in r.stderr
+
+
+def test_histories_shorter_than_the_context_train_through_a_masked_padded_window(tmp_path):
+    from rlcli.ad.distill import AD
+    from rlcli.config.presets import resolve_config
+    from rlcli.engine.timing import PhaseTimer
+    from rlcli.storage.histories import HistorySpec, HistoryWriter
+
+    # every training history (12 and 7 transitions) is shorter than the 16-transition context
+    rng = np.random.default_rng(0)
+    path = tmp_path / "short.h5"
+    w = HistoryWriter(path, [HistorySpec(3, "train", 0, 0), HistorySpec(5, "train", 1, 0)],
+                      {"size": 9, "max_steps": 20, "terminate_on_goal": True, "num_actions": 5, "num_states": 81},
+                      [3, 5], [7], [3, 5], ["train", "train"], validation_tasks=[9])
+    chunk = {"obs": rng.integers(0, 81, (2, 12)), "action": rng.integers(0, 5, (2, 12)),
+             "next_obs": rng.integers(0, 81, (2, 12)), "reward": np.zeros((2, 12), np.float32),
+             "done": np.zeros((2, 12), bool), "time_step": np.tile(np.arange(12), (2, 1))}
+    w.append(keep=np.stack([np.ones(12, bool), np.arange(12) < 7]), **chunk)
+    w.close()
+    cfg = resolve_config("ad", env="darkroom", preset="darkroom-ad-small", overrides=[
+        f"ad.histories={path}", "ad.context_len=16", "ad.embed_dim=16", "ad.num_layers=1", "ad.ff_dim=32",
+        "ad.batch_size=8", "ad.residual_dropout=0", "ad.success_window_fraction=0"])
+    algo = AD(cfg, torch.device("cpu"))  # before: "no training history holds a full context"
+    losses = [algo.iteration(PhaseTimer()).metrics["loss"] for _ in range(3)]
+    assert all(np.isfinite(losses))
+    # the padding cannot reach the real positions (causal attention), so the masked loss is that of the
+    # history alone: the logits at its 7 positions are the same with and without the 9 padded ones
+    model = algo.model.eval()
+    t = {k: torch.from_numpy(v[1:2].astype(np.int64)) for k, v in chunk.items() if k != "done"}
+    args = (t["obs"], t["action"], t["reward"], t["time_step"], t["next_obs"])
+    with torch.no_grad():
+        alone = model(*(x[:, :7] for x in args))
+        padded = model(*(torch.cat([x[:, :7], torch.zeros(1, 9, dtype=torch.long)], 1) for x in args))
+    torch.testing.assert_close(padded[:, :7], alone, atol=1e-6, rtol=0)
+    algo.close()

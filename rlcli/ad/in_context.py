@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,29 +90,3 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     model.train(was_training)
     return InContextRollout(list(tasks), returns.cpu().numpy(), lengths.cpu().numpy(),
                             cells[:, :steps].cpu().numpy(), dones[:, :steps].cpu().numpy())
-
-
-def path_gif(rollout: InContextRollout, row: int, path: Path, env_params: dict,
-             episodes: tuple[int, ...] = (0, 1, -2, -1), fps: int = 8) -> Path:
-    """GIF of the agent's path in some episodes of one row (default: the first two and the last two)."""
-    from rlcli.envs.darkroom import render_room, task_goal
-    from rlcli.evaluation.video import write_video
-
-    size = env_params["size"]
-    centre = (size // 2, size // 2)
-    goal = task_goal(rollout.tasks[row], size)
-    ends = np.flatnonzero(rollout.dones[row])
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    n = len(ends)
-    frames = []
-    for e in sorted({e % n for e in episodes}) if n else []:
-        trail: list[tuple[int, int]] = []
-        visited = [centre] + [divmod(int(c), size) for c in rollout.cells[row, starts[e]:ends[e] + 1]]
-        for rc in visited:
-            trail.append(rc)
-            frame = render_room(rc, goal, size, trail=trail[:-1])
-            bar = np.zeros((6, frame.shape[1], 3), dtype=np.uint8)  # progress bar: which episode
-            bar[:, : int(frame.shape[1] * (e + 1) / n)] = (200, 160, 40)
-            frames.append(np.concatenate([bar, frame]))
-        frames.extend([frames[-1]] * 3)  # pause at the end of each episode
-    return write_video(frames, path, fps=fps)

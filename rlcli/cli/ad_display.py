@@ -29,8 +29,8 @@ def print_ad_eval(result) -> None:
     console = Console()
     console.print(table)
     first = float(np.mean(ad[: min(3, n)]))
-    console.print(f"AD: first {min(3, n)} episodes {first:.2f}, last {min(10, n)} episodes "
-                  f"{result.last_mean(min(10, n)):.2f}")
+    console.print(f"AD: first {min(3, n)} episodes {first:.2f}")
+    console.print(result.summary(min(10, n)))
     if result.plot is not None:
         console.print(f"plot: {result.plot}")
     for gif in result.gifs:

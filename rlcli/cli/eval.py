@@ -21,8 +21,12 @@ def eval_command(
                                   "for a few frames to FILE.png."),
     mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Keep dropout on, sample K masks per step, act on "
                                    "their mean and report the spread of action probabilities (0 = off)."),
-    tasks: str = typer.Option("test", "--tasks", help="AD runs: evaluate in context on the test, train or all tasks."),
-    repeats: int = typer.Option(1, "--repeats", min=1, help="AD runs: in-context runs per task."),
+    tasks: str = typer.Option("test", "--tasks", help="AD runs: evaluate in context on the test, validation or train "
+                              "tasks."),
+    repeats: int = typer.Option(None, "--repeats", min=1, help="AD runs: in-context runs per task (default: at least "
+                                "92 runs in all, 4 per task on the 23 test tasks)."),
+    seed: int = typer.Option(None, "--seed", help="AD runs: seed of the in-context action sampling (default: the "
+                             "run's seed + 10000)."),
     gifs: int = typer.Option(4, "--gifs", min=0, help="AD runs: path GIFs for this many tasks."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context."""
@@ -35,7 +39,7 @@ def eval_command(
         from rlcli.cli.ad_display import print_ad_eval
 
         print_ad_eval(evaluate_ad(run, tasks=tasks, episodes=episodes, repeats=repeats, gifs=gifs,
-                                  checkpoint=checkpoint, reporter=make_count_reporter()))
+                                  checkpoint=checkpoint, seed=seed, reporter=make_count_reporter()))
         return
 
     if shift is not None:
