@@ -184,7 +184,7 @@ def test_histories_shorter_than_the_context_train_through_a_masked_padded_window
     path = tmp_path / "short.h5"
     w = HistoryWriter(path, [HistorySpec(3, "train", 0, 0), HistorySpec(5, "train", 1, 0)],
                       {"size": 9, "max_steps": 20, "terminate_on_goal": True, "num_actions": 5, "num_states": 81},
-                      [3, 5], [7], [3, 5], ["train", "train"], validation_tasks=[9])
+                      [3, 5], [7], [3, 5], ["train", "train"], other_tasks={"validation": [9]})
     chunk = {"obs": rng.integers(0, 81, (2, 12)), "action": rng.integers(0, 5, (2, 12)),
              "next_obs": rng.integers(0, 81, (2, 12)), "reward": np.zeros((2, 12), np.float32),
              "done": np.zeros((2, 12), bool), "time_step": np.tile(np.arange(12), (2, 1))}

@@ -257,7 +257,7 @@ def test_split_is_seeded_and_stored(tmp_path, every_episode):
     assert split_tasks(0, 23, 8) == (train, validation, test) and split_tasks(1, 23, 8)[2] != test
     assert split_tasks(0, 23, 0)[2] == test  # a seed's test tasks do not depend on the validation count
     with HistoryReader(every_episode) as r:  # the file stores the three splits, and histories of each
-        assert (r.train_tasks, r.validation_tasks, r.test_tasks) == split_tasks(0, 2, 2)
+        assert (r.train_tasks, r.tasks("validation"), r.test_tasks) == split_tasks(0, 2, 2)
         assert {h.split for h in r.histories} == {"train", "validation", "test"}
         for h in r.histories:
-            assert h.task in {"train": r.train_tasks, "validation": r.validation_tasks, "test": r.test_tasks}[h.split]
+            assert h.task in {"train": r.train_tasks, "validation": r.tasks("validation"), "test": r.test_tasks}[h.split]

@@ -180,7 +180,7 @@ class Collection(Algorithm):
     def _open_new(self) -> HistoryWriter:
         return HistoryWriter(self.out, self.specs, self.env_params, self.train_tasks, self.test_tasks,
                              self.agent_tasks, self.agent_splits, self.config_toml, self.cfg.collect.chunk_size,
-                             validation_tasks=self.validation_tasks)
+                             other_tasks={"validation": self.validation_tasks})
 
     def iteration(self, timer: PhaseTimer) -> IterationResult:
         if self.writer is None:

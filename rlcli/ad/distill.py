@@ -60,7 +60,7 @@ class AD(Algorithm):
             raise ConfigError("distill needs the learning histories: --histories data.h5 (ad.histories)")
         self.reader = HistoryReader(a.histories)
         self.env_params = self.reader.env_params
-        self.tasks = {"train": self.reader.train_tasks, "validation": self.reader.validation_tasks,
+        self.tasks = {"train": self.reader.train_tasks, "validation": self.reader.tasks("validation"),
                       "test": self.reader.test_tasks}
         if not self.tasks[a.eval_tasks]:
             raise ConfigError(f"'{a.histories}' holds no {a.eval_tasks} tasks for the in-run evaluation (files "
@@ -174,6 +174,28 @@ def load_ad_model(ckpt: Checkpoint) -> tuple[ADTransformer, Config, dict, dict]:
     model = ADTransformer(model_config(cfg, env_params))
     model.load_state_dict(ckpt.tensors("model"))
     return model.eval(), cfg, env_params, ckpt.documents["tasks"]
+
+
+CPU_PRESET = "darkroom-ad-small"  # sized for a CPU: minutes per thousand gradient steps
+GPU_PRESET = "darkroom-ad"  # the seed's full-size model: about 33 s per gradient step on a 2-core CPU
+
+
+def distill_config(env: str, preset: str | None, overrides: list[str],
+                   extra: dict | None = None) -> tuple[Config, str | None]:
+    """(config, note) of ``rlcli distill``. Without a preset, the one that fits the device the run would use
+    (``run.device``, auto by default): the full-size model on a GPU, the CPU-sized one without; ``note``
+    says which was picked, in one line (None when the preset was given)."""
+    from rlcli.config.presets import resolve_config
+    from rlcli.engine.seeding import resolve_device
+
+    if preset is not None:
+        return resolve_config("ad", env=env, preset=preset, overrides=overrides, extra=extra), None
+    cfg = resolve_config("ad", env=env, preset=GPU_PRESET, overrides=overrides, extra=extra)
+    if resolve_device(cfg.run.device).type == "cuda":
+        return cfg, f"GPU found: the full-size model (preset {GPU_PRESET}); --preset {CPU_PRESET} for the small one"
+    cfg = resolve_config("ad", env=env, preset=CPU_PRESET, overrides=overrides, extra=extra)
+    return cfg, (f"no GPU: the CPU-sized model (preset {CPU_PRESET}); --preset {GPU_PRESET} for the full-size one "
+                 f"(hours per thousand steps on a CPU)")
 
 
 def distill(cfg: Config, *, histories: str | None = None, resume: str | None = None, reporter=None,

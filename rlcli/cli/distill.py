@@ -11,7 +11,7 @@ from rlcli.cli.app import app, exit_interrupted
 def distill_command(
     env: str = typer.Argument("darkroom", help="Environment: darkroom."),
     histories: str = typer.Option(None, "--histories", help="Learning histories written by `rlcli collect` (ad.histories)."),
-    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or TOML file (default darkroom-ad)."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or TOML file (default: darkroom-ad on a GPU, darkroom-ad-small without)."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set ad.context_len=128."),
     steps: int = typer.Option(None, "--steps", help="Gradient steps (run.total_steps)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
@@ -26,7 +26,6 @@ def distill_command(
     """Distill the source algorithm into a causal transformer; evaluates it in context on held-out tasks."""
     import sys
 
-    from rlcli.cli.collect import ad_config
     from rlcli.cli.display import make_reporter, print_options
 
     if config_options:
@@ -48,7 +47,11 @@ def distill_command(
 
         cfg = resumed_config(resume, "ad", None, overrides, extra or None)
     else:
-        cfg = ad_config(env, preset, overrides, extra or None)
+        from rlcli.ad.distill import distill_config
+
+        cfg, note = distill_config(env, preset, overrides, extra or None)
+        if note is not None:
+            print(note, file=sys.stderr)
     if dry_run:
         sys.stdout.write(cfg.to_toml())
         return

@@ -62,7 +62,9 @@ class HistoryWriter:
 
     def __init__(self, path: Path | str, specs: list[HistorySpec], env_params: dict[str, Any],
                  train_tasks: list[int], test_tasks: list[int], agent_tasks: list[int], agent_splits: list[str],
-                 config_toml: str = "", chunk_size: int = 4096, validation_tasks: list[int] = ()):
+                 config_toml: str = "", chunk_size: int = 4096, other_tasks: dict[str, list[int]] | None = None):
+        """``other_tasks``: task ids of further splits by label (say {"validation": [...]}), stored as
+        ``/tasks/<label>`` next to train and test."""
         from rlcli import __version__
 
         self.path = Path(path)
@@ -74,7 +76,8 @@ class HistoryWriter:
                         "num_agents": len(agent_tasks)})
         f.create_dataset("tasks/train", data=np.asarray(train_tasks, dtype=np.int64))
         f.create_dataset("tasks/test", data=np.asarray(test_tasks, dtype=np.int64))
-        f.create_dataset("tasks/validation", data=np.asarray(validation_tasks, dtype=np.int64))
+        for label, tasks in (other_tasks or {}).items():
+            f.create_dataset(f"tasks/{label}", data=np.asarray(tasks, dtype=np.int64))
         for i, spec in enumerate(specs):
             g = f.create_group(f"histories/{history_name(i)}")
             g.attrs.update({"task": spec.task, "split": spec.split, "agent": spec.agent, "stream": spec.stream})
@@ -191,8 +194,6 @@ class HistoryReader:
             self.complete = bool(f.attrs.get("complete", False))
             self.train_tasks = f["tasks/train"][()].tolist()
             self.test_tasks = f["tasks/test"][()].tolist()
-            # files collected before the validation split have none
-            self.validation_tasks = f["tasks/validation"][()].tolist() if "tasks/validation" in f else []
             groups = f["histories"]
             self._groups = [groups[history_name(i)] for i in range(len(groups))]
             self._datasets = [{name: g[name] for name in FIELDS} for g in self._groups]  # cached handles
@@ -211,6 +212,12 @@ class HistoryReader:
 
     def close(self) -> None:
         self.file.close()
+
+    def tasks(self, split: str) -> list[int]:
+        """Task ids of ``split`` ("train", "validation", "test"), sorted (none for a split the file lacks:
+        files collected before the validation split have no validation tasks)."""
+        key = f"tasks/{split}"
+        return sorted(self.file[key][()].tolist()) if key in self.file else []
 
     def select(self, split: str) -> list[HistoryInfo]:
         """Histories of ``split`` ("train", "validation", "test" or "all")."""
