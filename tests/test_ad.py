@@ -206,3 +206,14 @@ def test_histories_shorter_than_the_context_train_through_a_masked_padded_window
         padded = model(*(torch.cat([x[:, :7], torch.zeros(1, 9, dtype=torch.long)], 1) for x in args))
     torch.testing.assert_close(padded[:, :7], alone, atol=1e-6, rtol=0)
     algo.close()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the choice on a machine without a GPU")
+def test_distill_without_a_preset_picks_the_cpu_model_without_a_gpu_and_says_so(tmp_path):
+    r = _rlcli("distill", "darkroom", "--histories", "data.h5", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == ("no GPU: the CPU-sized model (preset darkroom-ad-small); --preset darkroom-ad for "
+                                "the full-size one (hours per thousand steps on a CPU)")
+    assert "context_len = 96" in r.stdout and "num_layers = 2" in r.stdout
+    r = _rlcli("distill", "darkroom", "--histories", "data.h5", "--preset", "darkroom-ad", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "" and "context_len = 256" in r.stdout
