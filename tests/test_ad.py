@@ -173,7 +173,7 @@ def test_collect_distill_eval_end_to_end(tmp_path):
     assert r.returncode == 2 and "complete" in r.stderr
 
 
-def test_histories_shorter_than_the_context_train_through_a_masked_padded_window(tmp_path):
+def test_short_histories_train_through_a_masked_padded_window_and_evaluation_uses_validation(tmp_path):
     from rlcli.ad.distill import AD
     from rlcli.config.presets import resolve_config
     from rlcli.engine.timing import PhaseTimer
@@ -184,7 +184,7 @@ def test_histories_shorter_than_the_context_train_through_a_masked_padded_window
     path = tmp_path / "short.h5"
     w = HistoryWriter(path, [HistorySpec(3, "train", 0, 0), HistorySpec(5, "train", 1, 0)],
                       {"size": 9, "max_steps": 20, "terminate_on_goal": True, "num_actions": 5, "num_states": 81},
-                      [3, 5], [7], [3, 5], ["train", "train"], other_tasks={"validation": [9]})
+                      [3, 5], [7, 8], [3, 5], ["train", "train"], other_tasks={"validation": [9]})
     chunk = {"obs": rng.integers(0, 81, (2, 12)), "action": rng.integers(0, 5, (2, 12)),
              "next_obs": rng.integers(0, 81, (2, 12)), "reward": np.zeros((2, 12), np.float32),
              "done": np.zeros((2, 12), bool), "time_step": np.tile(np.arange(12), (2, 1))}
@@ -192,7 +192,7 @@ def test_histories_shorter_than_the_context_train_through_a_masked_padded_window
     w.close()
     cfg = resolve_config("ad", env="darkroom", preset="darkroom-ad-small", overrides=[
         f"ad.histories={path}", "ad.context_len=16", "ad.embed_dim=16", "ad.num_layers=1", "ad.ff_dim=32",
-        "ad.batch_size=8", "ad.residual_dropout=0", "ad.success_window_fraction=0"])
+        "ad.batch_size=8", "ad.residual_dropout=0", "ad.success_window_fraction=0", "ad.eval_episodes=2"])
     algo = AD(cfg, torch.device("cpu"))  # before: "no training history holds a full context"
     losses = [algo.iteration(PhaseTimer()).metrics["loss"] for _ in range(3)]
     assert all(np.isfinite(losses))
@@ -205,7 +205,14 @@ def test_histories_shorter_than_the_context_train_through_a_masked_padded_window
         alone = model(*(x[:, :7] for x in args))
         padded = model(*(torch.cat([x[:, :7], torch.zeros(1, 9, dtype=torch.long)], 1) for x in args))
     torch.testing.assert_close(padded[:, :7], alone, atol=1e-6, rtol=0)
+    # the loop's evaluation (and so best.h5) plays the one validation task, ad.eval_repeats times, not the tests
+    returns, lengths = algo.evaluate(cfg, episodes=0)
+    assert len(returns) == 1 * cfg.ad.eval_repeats == 3 and (lengths > 0).all()
     algo.close()
+    from rlcli.config.fields import ConfigError
+
+    with pytest.raises(ConfigError, match="eval_tasks"):  # the test tasks are not a choice during training
+        resolve_config("ad", env="darkroom", preset="darkroom-ad-small", overrides=["ad.eval_tasks=test"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the choice on a machine without a GPU")
