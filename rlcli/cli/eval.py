@@ -25,8 +25,8 @@ def eval_command(
                               "tasks."),
     repeats: int = typer.Option(None, "--repeats", min=1, help="AD runs: in-context runs per task (default: at least "
                                 "92 runs in all, 4 per task on the 23 test tasks)."),
-    seed: int = typer.Option(None, "--seed", help="AD runs: seed of the in-context action sampling (default: the "
-                             "run's seed + 10000)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the evaluation episodes; AD runs: of the in-context action "
+                             "sampling (default: the run's seed + 10000)."),
     gifs: int = typer.Option(4, "--gifs", min=0, help="AD runs: path GIFs for this many tasks."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context."""
@@ -42,6 +42,10 @@ def eval_command(
                                   checkpoint=checkpoint, seed=seed, reporter=make_count_reporter()))
         return
 
+    if seed is not None and (shift is not None or mc_dropout):
+        from rlcli.config.fields import ConfigError
+
+        raise ConfigError("--seed applies to AD runs and plain evaluations, not to --shift or --mc-dropout")
     if shift is not None:
         from rlcli.config.fields import ConfigError
         from rlcli.evaluation.grs import evaluate_shift
@@ -67,7 +71,7 @@ def eval_command(
               f"{100 * mc.disagreement:.1f}% of steps")
         return
     result = rlcli.evaluate(run, episodes=episodes, deterministic=not stochastic, video=video,
-                            checkpoint=checkpoint, overrides=overrides, reporter=make_count_reporter())
+                            checkpoint=checkpoint, overrides=overrides, seed=seed, reporter=make_count_reporter())
     mode = "stochastic" if stochastic else "deterministic"
     print(f"{result.checkpoint} (step {result.step}), {episodes} {mode} episodes: "
           f"return {result.mean_return:.2f} ± {result.std_return:.2f}, "
