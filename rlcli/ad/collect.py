@@ -151,6 +151,7 @@ class Collection(Algorithm):
             cfg.run.seed, cc.num_test_tasks, cc.num_validation_tasks)
         self.agent_tasks, self.agent_splits = source_agents(cfg)
         agent_tasks, agent_splits = self.agent_tasks, self.agent_splits
+        self.train_agent = torch.tensor([s == "train" for s in agent_splits], device=device)
         n_agents, n_envs, streams = len(agent_tasks), hp.num_envs, cc.streams_per_agent
         self.n_agents, self.n_envs = n_agents, n_envs
         self.specs = [HistorySpec(agent_tasks[a], agent_splits[a], a, s) for a in range(n_agents)
@@ -212,8 +213,9 @@ class Collection(Algorithm):
             self.ep_return += r_rew[t]
             self.curve_sum += (self.ep_return * done).sum(1)
             self.curve_count += done.sum(1)
-            finished_returns.append(self.ep_return[done])
-            finished_lengths.append(time_step.reshape(n_agents, n_envs)[done] + 1)
+            shown = done & self.train_agent[:, None]  # the loop's episode_return: the source on training tasks
+            finished_returns.append(self.ep_return[shown])
+            finished_lengths.append(time_step.reshape(n_agents, n_envs)[shown] + 1)
             self.ep_return *= ~done
             stream_done = (term | trunc)[idx]
             buf["obs"].append(self.obs.reshape(-1)[idx])
