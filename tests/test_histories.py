@@ -256,6 +256,12 @@ def test_split_is_seeded_and_stored(tmp_path, every_episode):
     assert not set(train) & set(test) and not set(validation) & (set(train) | set(test))
     assert split_tasks(0, 23, 8) == (train, validation, test) and split_tasks(1, 23, 8)[2] != test
     assert split_tasks(0, 23, 0)[2] == test  # a seed's test tasks do not depend on the validation count
+    from rlcli.config.fields import ConfigError
+    from rlcli.config.presets import resolve_config
+
+    with pytest.raises(ConfigError, match="leave no training task"):  # refused when the config is built
+        resolve_config("ad", env="darkroom", preset="darkroom-ad",
+                       overrides=["collect.num_test_tasks=40", "collect.num_validation_tasks=40"])
     with HistoryReader(every_episode) as r:  # the file stores the three splits, and histories of each
         assert (r.train_tasks, r.tasks("validation"), r.test_tasks) == split_tasks(0, 2, 2)
         assert {h.split for h in r.histories} == {"train", "validation", "test"}
