@@ -246,6 +246,8 @@ def test_interrupted_collection_resumes_to_the_same_file(tmp_path):
 
     with pytest.raises(ConfigError, match="complete"):
         collect(_tiny_cfg(), out)
+    out.unlink()  # a new collection into the same --out replaces the old run folder beside it
+    assert collect(_tiny_cfg(), out).env_steps == updates * steps_per_update
 
 
 def test_split_is_seeded_and_stored(tmp_path, every_episode):

@@ -42,7 +42,7 @@ from rlcli.engine.progress import Reporter
 from rlcli.engine.timing import PhaseTimer
 from rlcli.engine.train import TrainingInterrupted, TrainResult, train
 from rlcli.envs.darkroom import MAX_STEPS, NUM_ACTIONS, SIZE, DarkRoomBatch, num_tasks, task_goal
-from rlcli.storage.checkpoint import Checkpoint, load_checkpoint
+from rlcli.storage.checkpoint import Checkpoint, read_checkpoint_attrs
 from rlcli.storage.histories import HistoryReader, HistorySpec, HistoryWriter
 from rlcli.storage.runs import CHECKPOINT_LAST
 
@@ -130,6 +130,7 @@ def _env_params(cfg: Config) -> dict:
             "num_states": SIZE * SIZE}
 
 
+RUN_FOLDER_ENTRIES = {"config.toml", "metrics.h5", "checkpoints"}  # what the loop writes for a collection
 BUFFERED = ("obs", "action", "next_obs", "reward", "done", "time_step", "keep")
 
 
@@ -332,8 +333,8 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
         if collected_with != config_toml:
             raise ConfigError(f"'{out}' was collected with another configuration; resume it with the same "
                               f"command and settings, or choose another --out")
-        resume, start_step = run_dir, int(load_checkpoint(last).attrs["step"])
-    elif run_dir.exists():
+        resume, start_step = run_dir, int(read_checkpoint_attrs(last)["step"])
+    elif run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= RUN_FOLDER_ENTRIES:
         shutil.rmtree(run_dir)  # the folder of an earlier collection into an --out that is gone
     try:
         result = train(loop_cfg, resume=resume, reporter=reporter, timer=timer, callbacks=callbacks,
