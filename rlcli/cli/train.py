@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ def train(
             result = rlcli.train(cfg, resume=resume, reporter=make_reporter(quiet))
         except TrainingInterrupted as e:
             exit_interrupted(e.result, f"rlcli train {cfg.algo} --resume {e.result.run_dir}")
+        if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
+            continue
         ev = (f"final eval return {result.final_eval_return:.1f} ± {result.final_eval_std:.1f}"
               if result.final_eval_return is not None else "no new steps")
         print(f"done: {result.steps} steps in {result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s), "
