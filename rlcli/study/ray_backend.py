@@ -60,6 +60,18 @@ def retried_mode(run_dir: Path, mode: str) -> str:
     return "new"
 
 
+def _die_with_parent() -> None:
+    """In the worker, before it starts: get SIGKILL when the Ray worker process that started it dies (its
+    node died or was killed). Ray then retries the task elsewhere, and an orphan still writing the run
+    folder would train the same steps twice. Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _node_name() -> str:
     """host/node id (several Ray nodes may share a host)."""
     import ray
@@ -88,7 +100,7 @@ def run_on_node(cmd: list[str], log_path: str) -> tuple[int, str]:
     with log:
         log.write(f"--- on Ray node {node} (pid {os.getpid()}): {mode}\n")
         log.flush()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         try:
             return proc.wait(), ""
         except KeyboardInterrupt:  # ray.cancel: the worker checkpoints and stops, as on Ctrl-C
