@@ -49,7 +49,11 @@ def cluster():
     temp = tempfile.mkdtemp(prefix="rlray", dir="/tmp")  # Ray's socket paths must stay short
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    # a private cluster on localhost: no token (a token file left in ~/.ray by another cluster would not match)
+    auth = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    saved = {k: os.environ.get(k) for k in auth}
+    os.environ.update(auth)  # for this process's ray.init below and the study's CLI
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     common = ["--num-cpus", "1", "--object-store-memory", "80000000", "--block"]
     starts = [[str(ray_bin), "start", "--head", "--port", str(port), "--temp-dir", temp,
                "--include-dashboard=false", *common], [str(ray_bin), "start", "--address", address, *common]]
@@ -71,6 +75,11 @@ def cluster():
             os.killpg(p.pid, signal.SIGKILL)  # tens of seconds; the test needs nothing of them any more)
             p.wait()
         shutil.rmtree(temp, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _wait_for_port(port: int, timeout: float = 60.0) -> None:
