@@ -11,7 +11,14 @@ import torch
 from rlcli.ad.windows import WindowSampler, read_windows
 from rlcli.envs.darkroom import task_goal
 from rlcli.storage.errors import CorruptFileError
-from rlcli.storage.histories import FIELDS, HistoryReader, HistorySpec, HistoryWriter, episode_returns
+from rlcli.storage.histories import (
+    FIELDS,
+    HistoryReader,
+    HistorySpec,
+    HistoryWriter,
+    convert_histories,
+    episode_returns,
+)
 
 torch.set_num_threads(1)  # small tensors: one thread is fastest, and the machine is shared
 
@@ -60,8 +67,13 @@ def test_round_trip_and_partial_windows(tmp_path):
         assert steps.tolist() == [100, 200] and tasks.tolist() == [3, 7] and splits.tolist() == ["train", "test"]
         assert returns[0].tolist() == [0.5, 0.75] and np.isnan(returns[1, 1])
     with h5py.File(path) as f:  # chunked + compressed, so a window decompresses only the chunks it covers
-        ds = f["histories/h00000/obs"]
+        ds = f["transitions/obs"]
         assert ds.chunks == (64,) and ds.compression == "gzip" and ds.maxshape == (None,)
+        assert ds.shape == (3 * 157,) and f["segments/row"].shape == (6,)  # one segment per history and append
+        documented = []
+        f.visititems(lambda name, obj: documented.append(
+            isinstance(obj, h5py.Group) or ("meaning" in obj.attrs and "unit" in obj.attrs)))
+        assert all(documented)
 
 
 def test_episode_returns():
@@ -140,6 +152,11 @@ def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
         f.attrs.update({"format": "rlcli-histories", "format_version": 1})
     with pytest.raises(CorruptFileError, match="format 1.*collect it again"):
         HistoryReader(older)
+    format2 = tmp_path / "f2.h5"
+    with h5py.File(format2, "w") as f:
+        f.attrs.update({"format": "rlcli-histories", "format_version": 2})
+    with pytest.raises(CorruptFileError, match="format 2.*rlcli collect --convert .*f2.h5 NEW.h5"):
+        HistoryReader(format2)
 
 
 def _tiny_cfg(seed=0, stride=2, extra=()):
@@ -269,3 +286,115 @@ def test_split_is_seeded_and_stored(tmp_path, every_episode):
         assert {h.split for h in r.histories} == {"train", "validation", "test"}
         for h in r.histories:
             assert h.task in {"train": r.train_tasks, "validation": r.tasks("validation"), "test": r.test_tasks}[h.split]
+
+
+def _write_format2(path, histories, specs, curves_returns):
+    """A format-2 file as rlcli wrote them before format 3: a group of six datasets per history."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format": "rlcli-histories", "format_version": 2, "rlcli_version": "0",
+                        "env": '{"size": 9}', "config": "x = 1\n", "complete": True, "num_agents": 2})
+        f["tasks/train"], f["tasks/test"] = np.array([3]), np.array([7])
+        for i, (h, (task, split, agent, stream)) in enumerate(zip(histories, specs, strict=True)):
+            g = f.create_group(f"histories/h{i:05d}")
+            g.attrs.update({"task": task, "split": split, "agent": agent, "stream": stream})
+            for k, dtype in FIELDS.items():
+                g[k] = h[k].astype(dtype)
+        f["curves/steps"] = np.array([10, 20])
+        f["curves/returns"] = curves_returns
+        f["curves/tasks"], f["curves/splits"] = np.array([3, 7]), np.array([b"train", b"test"], dtype="S5")
+
+
+def test_format2_converts_to_the_same_histories(tmp_path):
+    rng = np.random.default_rng(1)
+    histories = [{k: v[0] for k, v in _random_chunk(rng, 1, n).items()} for n in (40, 0, 75)]
+    specs = [(3, "train", 0, 0), (3, "train", 0, 1), (7, "test", 1, 0)]
+    old, new = tmp_path / "old.h5", tmp_path / "new.h5"
+    _write_format2(old, histories, specs, np.array([[0.5, 1.0], [0.0, np.nan]], dtype=np.float32))
+    assert convert_histories(old, new, chunk_size=16) == 3
+    with HistoryReader(new) as r:
+        assert r.complete and r.train_tasks == [3] and r.test_tasks == [7] and r.config_toml == "x = 1\n"
+        assert [(h.task, h.split, h.agent, h.stream, h.length) for h in r.histories] == [
+            (*s, len(h["obs"])) for s, h in zip(specs, histories, strict=True)]
+        for i, h in enumerate(histories):
+            got = r.read(i)
+            for k, dtype in FIELDS.items():
+                np.testing.assert_array_equal(got[k], h[k].astype(dtype))
+        np.testing.assert_array_equal(r.windows([(2, 30)], 20)["reward"][0], histories[2]["reward"][30:50])
+        assert r.curves()[1][0].tolist() == [0.5, 1.0]
+    with pytest.raises(CorruptFileError, match="only format 2 converts"):
+        convert_histories(new, tmp_path / "again.h5")
+
+
+def _file_of(path, n_histories, length=12):
+    rng = np.random.default_rng(n_histories)
+    specs = [HistorySpec(i % 5, "validation" if i % 5 == 4 else "train", i, 0) for i in range(n_histories)]
+    w = HistoryWriter(path, specs, {"size": 9}, [0, 1, 2, 3], [], list(range(n_histories)),
+                      ["train"] * n_histories, other_tasks={"validation": [4]}, chunk_size=256)
+    keep = rng.random((n_histories, length)) < 0.7  # ragged: each history keeps its own share
+    w.append(keep=keep, **_random_chunk(rng, n_histories, length))
+    w.append(**_random_chunk(rng, n_histories, 3))
+    w.close()
+    return keep.sum(1) + 3
+
+
+def test_objects_do_not_grow_with_histories_and_splits_are_general(tmp_path):
+    counts = []
+    for n in (10, 300):
+        lengths = _file_of(tmp_path / f"{n}.h5", n)
+        with h5py.File(tmp_path / f"{n}.h5") as f:
+            names = []
+            f.visit(names.append)
+            counts.append(len(names))
+        with HistoryReader(tmp_path / f"{n}.h5") as r:
+            assert [h.length for h in r.histories] == lengths.tolist()
+            assert r.tasks("validation") == [4] and r.train_tasks == [0, 1, 2, 3] and r.test_tasks == []
+            assert [h.index for h in r.select("validation")] == list(range(4, n, 5))
+            picks = [(i, int(lengths[i]) - 5) for i in range(0, n, 7)]  # the last 5 cross into the 2nd append
+            assert r.windows(picks, 5)["obs"].shape == (len(picks), 5)
+    assert counts[0] == counts[1]
+
+
+def test_resume_truncates_to_the_saved_lengths(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "h.h5"
+    specs = [HistorySpec(0, "train", 0, s) for s in range(3)]
+    w = HistoryWriter(path, specs, {}, [0], [], [0], ["train"], chunk_size=16)
+    first = _random_chunk(rng, 3, 20)
+    keep = rng.random((3, 20)) < 0.5
+    w.append(keep=keep, **first)
+    saved, points = w.lengths(), w.curve_points()
+    w.append(**_random_chunk(rng, 3, 9))  # written after the resume state: dropped on reopen
+    w.append_curve(5, np.array([1.0]))
+    w.close()
+    w = HistoryWriter.reopen(path, saved, points)
+    assert w.lengths() == saved and w.curve_points() == 0
+    second = _random_chunk(rng, 3, 6)
+    w.append(**second)
+    w.close()
+    with HistoryReader(path) as r:
+        for i in range(3):
+            np.testing.assert_array_equal(r.read(i)["obs"], np.concatenate([first["obs"][i][keep[i]],
+                                                                             second["obs"][i]]))
+
+
+def test_cli_names_the_conversion_and_converts(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    old = tmp_path / "old.h5"
+    _write_format2(old, [{k: v[0] for k, v in _random_chunk(rng, 1, 30).items()}], [(3, "train", 0, 0)],
+                   np.zeros((2, 2), dtype=np.float32))
+
+    def rlcli(*args):
+        return subprocess.run([sys.executable, "-m", "rlcli.cli.main", *args], capture_output=True, text=True,
+                              cwd=tmp_path)
+
+    r = rlcli("distill", "darkroom", "--histories", str(old), "--steps", "1", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and f"rlcli collect --convert {old} NEW.h5" in r.stderr
+    r = rlcli("collect", "--convert", str(old), "new.h5")
+    assert r.returncode == 0 and "converted 1 histories" in r.stdout
+    with HistoryReader(tmp_path / "new.h5") as reader:
+        assert reader.histories[0].length == 30
+    r = rlcli("collect", "--convert", str(old), "new.h5")
+    assert r.returncode == 2 and "exists" in r.stderr

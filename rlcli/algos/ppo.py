@@ -20,6 +20,7 @@ from rlcli.algos.gar import gar_step, gas_of_losses, uses_gar
 from rlcli.algos.reg import backward_l2_penalty, reg_coefficient
 from rlcli.config.learners import GARConfig
 from rlcli.config.schema import Config
+from rlcli.engine import distributed
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.collector import RolloutCollector
 from rlcli.engine.gae import compute_gae
@@ -96,7 +97,7 @@ class PPO(Algorithm):
         new_logprob, entropy, new_value = self.policy.evaluate(mb["obs"], mb["actions"], extras)
         advantages = mb["advantages"]
         if self.cfg.ppo.norm_adv and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = distributed.normalize_advantages(advantages)  # over all ranks' rows under torchrun
         pi_loss, stats = self.policy_loss(new_logprob, entropy, mb, advantages)
         v_loss = self.value_loss(new_value, mb)
         stats["value_loss"] = v_loss.detach()
@@ -116,7 +117,7 @@ class PPO(Algorithm):
         hp = self.cfg.ppo
         lr = self.set_learning_rate()
         returns, lengths, next_value = self.collector.collect(timer)
-        self.env_steps += self.batch_size
+        self.env_steps += self.batch_size * distributed.world_size()  # all ranks' steps under torchrun
         self.iterations += 1
         with timer.phase("learning"):
             buf = self.collector.buffer
@@ -179,6 +180,7 @@ class PPO(Algorithm):
                     loss.backward()
                 if self.reg_coef:
                     stats["reg_penalty"] = backward_l2_penalty(self.policy.parameters(), self.reg_coef)
+                distributed.average_gradients(self.policy.parameters())  # torchrun: the global minibatch's gradient
                 clip_grad_norm(self.policy.parameters(), hp.max_grad_norm)
                 self.optimizer.step()
                 for k, v in stats.items():  # tensors: one .item() per stat at the end, not per minibatch

@@ -34,6 +34,7 @@ import torch
 
 from rlcli.algos.ppo import PPO, make_optimizer
 from rlcli.config.schema import Config
+from rlcli.engine import distributed
 from rlcli.engine.algorithm import IterationResult, load_rng_state, rng_state
 from rlcli.engine.collector import RolloutCollector, torch_dtype
 from rlcli.engine.gae import compute_gae
@@ -169,7 +170,7 @@ class RND(PPO):
         returns, lengths, next_value = self.collector.collect(timer, on_step=self.on_step(timer))
         with timer.phase("inference"), torch.no_grad():
             next_int_value = self.policy.heads(self.collector.next_obs)[2]
-        self.env_steps += self.batch_size
+        self.env_steps += self.batch_size * distributed.world_size()  # all ranks' steps under torchrun
         self.iterations += 1
         buf = self.collector.buffer
         with timer.phase("rnd"):
@@ -201,7 +202,7 @@ class RND(PPO):
         new_logprob, entropy = categorical_logprob_entropy(logits, mb["actions"])
         advantages = mb["advantages"]
         if hp.norm_adv and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = distributed.normalize_advantages(advantages)  # over all ranks' rows under torchrun
         pi_loss, stats = self.policy_loss(new_logprob, entropy, mb, advantages)
         ext_loss = self.value_loss(ext_value, mb)
         int_loss = self.value_loss(int_value, {"values": mb["int_values"], "returns": mb["int_returns"]})
@@ -223,6 +224,7 @@ class RND(PPO):
                 loss, stats = self.minibatch_loss({k: v[idx] for k, v in batch.items()})
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(params)  # torchrun: the global minibatch's gradient
                 clip_grad_norm(params, hp.max_grad_norm)
                 self.optimizer.step()
                 for k, v in stats.items():

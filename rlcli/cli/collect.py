@@ -17,7 +17,7 @@ def ad_config(env: str, preset: str | None, overrides: list[str], extra: dict | 
 @app.command("collect")
 def collect_command(
     env: str = typer.Argument("darkroom", help="Environment: darkroom."),
-    out: str = typer.Option(..., "--out", "-o", help="HDF5 file for the histories (an interrupted one resumes)."),
+    out: str = typer.Option(None, "--out", "-o", help="HDF5 file for the histories (an interrupted one resumes)."),
     preset: str = typer.Option(None, "--preset", "-p", help="Preset name or TOML file (default darkroom-ad)."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set collect.steps_per_agent=100000."),
     tasks: int = typer.Option(None, "--tasks", help="Collect only the first N training tasks (collect.max_train_tasks)."),
@@ -27,12 +27,28 @@ def collect_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
     config_options: bool = typer.Option(False, "--config-options", help="List every option with type, default and help."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
+    convert: tuple[str, str] | None = typer.Option(None, "--convert", metavar="OLD NEW",
+                                            help="Rewrite a format-2 histories file OLD as format 3 at NEW, and exit."),
 ) -> None:
     """Train A2C source agents on DarkRoom tasks, all at once, streaming their learning histories to --out."""
     import sys
 
     from rlcli.cli.display import make_reporter, print_options
 
+    if convert and convert[0] is not None:
+        from pathlib import Path
+
+        from rlcli.storage.histories import convert_histories
+
+        if Path(convert[1]).exists():
+            print(f"rlcli: '{convert[1]}' exists; choose another output file", file=sys.stderr)
+            raise typer.Exit(2)
+        n = convert_histories(*convert)
+        print(f"converted {n} histories: {convert[0]} -> {convert[1]}")
+        return
+    if out is None:
+        print("rlcli: collect needs --out FILE (or --convert OLD NEW)", file=sys.stderr)
+        raise typer.Exit(2)
     if config_options:
         from rlcli.config.schema import describe_options
 

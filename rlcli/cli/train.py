@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,14 +74,19 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
     study: str = typer.Option(None, "--study", help="Run the experiment matrix of a study file, e.g. presets/generalization.toml."),
     workers: int = typer.Option(None, "--workers", min=1, help="With --study: runs at a time (default: the file's study.workers)."),
+    ray: str = typer.Option(None, "--ray", metavar="auto|ADDRESS", help="With --study: run each run as a Ray task on this cluster (auto: the one started here, else a local one)."),
 ) -> None:
     """Train an agent; the run folder gets config.toml, metrics.h5 and checkpoints/."""
     from rlcli.cli.display import make_reporter, print_options
     from rlcli.config.schema import describe_options
 
     if study is not None:
-        _train_study(study, workers, dry_run, algo, env, resume)
+        _train_study(study, workers, dry_run, algo, env, resume, ray)
         return
+    if ray is not None:
+        from rlcli.config.fields import ConfigError
+
+        raise ConfigError("--ray runs the runs of a study on a Ray cluster; use it with --study FILE")
     if workers is not None:
         from rlcli.config.fields import ConfigError
 
@@ -111,6 +117,8 @@ def train(
             result = rlcli.train(cfg, resume=resume, reporter=make_reporter(quiet))
         except TrainingInterrupted as e:
             exit_interrupted(e.result, f"rlcli train {cfg.algo} --resume {e.result.run_dir}")
+        if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
+            continue
         ev = (f"final eval return {result.final_eval_return:.1f} ± {result.final_eval_std:.1f}"
               if result.final_eval_return is not None else "no new steps")
         print(f"done: {result.steps} steps in {result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s), "
@@ -118,7 +126,7 @@ def train(
 
 
 def _train_study(path: str, workers: int | None, dry_run: bool, algo: str | None, env: str | None,
-                 resume: str | None) -> None:
+                 resume: str | None, ray: str | None = None) -> None:
     """``rlcli train --study FILE [--workers N] [--dry-run]``: exit 1 when any run failed."""
     from rlcli.cli.app import RunFailed
     from rlcli.config.fields import ConfigError
@@ -127,10 +135,12 @@ def _train_study(path: str, workers: int | None, dry_run: bool, algo: str | None
     if algo is not None or env is not None or resume is not None:
         raise ConfigError("--study runs the matrix of the study file; drop ALGO, --env and --resume "
                           "(rerunning the study resumes its unfinished runs)")
+    if ray is not None and workers is not None:
+        raise ConfigError("--workers sizes the local pool; with --ray the cluster's free resources decide")
     from rlcli.cli.display import make_count_reporter
 
     result = run_study(path, workers=workers, dry_run=dry_run, log=lambda line: print(line, flush=True),
-                       reporter=make_count_reporter())
+                       reporter=make_count_reporter(), ray=ray)
     if result.interrupted:
         print(f"rlcli: study interrupted; continue with: rlcli train --study {path}", file=sys.stderr)
         raise typer.Exit(2)

@@ -19,6 +19,7 @@ import torch
 
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
+from rlcli.engine import distributed
 from rlcli.engine.algorithm import Algorithm
 from rlcli.engine.progress import Progress, Reporter
 from rlcli.engine.seeding import resolve_device, seed_everything
@@ -99,6 +100,10 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
     """
     reporter = reporter or Reporter()
     timer = timer or PhaseTimer()
+    group = distributed.setup(cfg.algo, cfg.run.device)  # None unless launched by torchrun
+    main = group is None or group.is_main  # rank 0 alone writes the run folder and reports
+    if not main:
+        reporter = Reporter()
     if resume is not None:
         run_dir = Path(resume)
         ckpt = load_checkpoint(run_dir / CHECKPOINT_LAST)  # before anything is written
@@ -106,21 +111,25 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
             raise ConfigError(f"'{run_dir}' holds a '{ckpt.attrs.get('algo')}' run, not '{cfg.algo}'")
     else:
         ckpt = None
-        name = Path(run_dir).name if run_dir is not None else cfg.run.name or default_run_name(cfg)
+        name = distributed.broadcast_object(
+            Path(run_dir).name if run_dir is not None else cfg.run.name or default_run_name(cfg))
         cfg.run.name = name
         run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run.runs_dir) / name
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if distributed.broadcast_object(run_dir.exists() and any(run_dir.iterdir())):  # rank 0's view
             raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
 
     with timer.phase(SETUP):  # building envs and networks, restoring a checkpoint
-        algo = build_algorithm(cfg, algorithm)
-        metrics = MetricsWriter(run_dir / "metrics.h5",
-                                truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
+        algo = build_algorithm(distributed.rank_config(cfg), algorithm)
+        distributed.prepare(algo)
+        metrics = (MetricsWriter(run_dir / "metrics.h5",
+                                 truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
+                   if main else distributed.NoMetrics())
         if ckpt is not None:
-            algo.load_state(ckpt)
-        write_config(run_dir, cfg)
+            algo.load_state(distributed.checkpoint_for_rank(ckpt))
+        if main:
+            write_config(run_dir, cfg)
         tb = None
-        if cfg.run.tensorboard:
+        if cfg.run.tensorboard and main:
             from torch.utils.tensorboard import SummaryWriter
 
             tb = SummaryWriter(str(run_dir / "tb"))
@@ -130,13 +139,16 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
 
     def save(name: str, eval_return: float | None = None) -> None:
         with timer.phase("storage"):
-            tensors, documents = algo.state()
-            attrs = {"algo": cfg.algo, "config": cfg.to_toml(), "step": algo.env_steps,
-                     "best_eval_return": best_eval,
-                     "wall_time": earlier_wall_time + time.perf_counter() - start_time}
-            if eval_return is not None:
-                attrs["eval_return"] = eval_return
-            save_checkpoint(run_dir / name, tensors, attrs, documents)
+            state = distributed.gather_state(*algo.state())  # None on ranks other than 0: rank 0 writes
+            if state is not None:
+                tensors, documents = state
+                attrs = {"algo": cfg.algo, "config": cfg.to_toml(), "step": algo.env_steps,
+                         "best_eval_return": best_eval,
+                         "wall_time": earlier_wall_time + time.perf_counter() - start_time}
+                if eval_return is not None:
+                    attrs["eval_return"] = eval_return
+                save_checkpoint(run_dir / name, tensors, attrs, documents)
+            distributed.barrier()  # the checkpoint is on disk before any rank goes on (and may resume from it)
 
     def log(step: int, values: dict[str, float]) -> None:
         metrics.log(step, **values)
@@ -198,7 +210,7 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
                                          elapsed, timer.shares(), result.metrics))
                 for callback in callbacks or ():
                     callback(step)
-                if interrupt.set:
+                if distributed.any_rank(interrupt.set):
                     save(CHECKPOINT_LAST)
                     raise TrainingInterrupted(_result(run_dir, algo, start_step, start_time, None, timer, True))
             if algo.evaluates and (algo.env_steps > start_step or not (run_dir / CHECKPOINT_LAST).exists()):
@@ -211,6 +223,7 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
             tb.close()
         reporter.stop()
         algo.close()
+        distributed.teardown()
     return _result(run_dir, algo, start_step, start_time, final_eval, timer, False)
 
 

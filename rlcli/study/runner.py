@@ -182,14 +182,16 @@ def running_note(logs: dict[str, Path]) -> str:
 
 
 def run_study(path: str | Path, workers: int | None = None, dry_run: bool = False,
-              log: Callable[[str], None] = print, reporter: CountReporter | None = None) -> StudyResult:
+              log: Callable[[str], None] = print, reporter: CountReporter | None = None,
+              ray: str | None = None) -> StudyResult:
     """Run (or with ``dry_run`` only list) the study in ``path``; see the module docstring.
 
     ``reporter`` (a :class:`~rlcli.engine.progress.CountReporter`) follows the runs finished, with how far
     each running run is, every 2 s.
 
     Raises ConfigError before anything starts when the study file is wrong. Failed runs do not raise:
-    they are in ``StudyResult.failed`` (their logs say why), and rerunning retries them.
+    they are in ``StudyResult.failed`` (their logs say why), and rerunning retries them. With ``ray`` ("auto"
+    or a cluster address) each run is a Ray task instead of a local process (:mod:`rlcli.study.ray_backend`).
     """
     study = load_study(path, workers)
     states = {run.name: run_state(run, study.shift) for run in study.runs}
@@ -211,6 +213,11 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
     interrupt = InterruptFlag()
     running: dict[str, Path] = {}  # name -> log, of the runs whose process is running now
     reporter = reporter or CountReporter()
+    cluster = None
+    if ray is not None:
+        from rlcli.study.ray_backend import RayLauncher
+
+        cluster = RayLauncher(ray, lambda: interrupt.set)
 
     def job(run: StudyRun) -> RunOutcome:
         state = states[run.name]
@@ -230,7 +237,8 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
                 out.flush()
                 running[run.name] = log_path
                 try:
-                    rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+                    rc = (subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode if cluster is None
+                          else cluster.launch(run.cfg, cmd, log_path))
                 finally:
                     running.pop(run.name, None)
         except OSError as e:  # the run could not even start (disk full, folder not removable, ...)
@@ -238,7 +246,7 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
         status = "done" if rc == 0 else "interrupted" if interrupt.set else "failed"
         return RunOutcome(run, state, status, time.perf_counter() - t0, rc, log_path)
 
-    pool = ThreadPoolExecutor(max_workers=study.workers)
+    pool = ThreadPoolExecutor(max_workers=study.workers if cluster is None else max(1, len(todo)))
     reporter.start("study runs", len(todo))
     with interrupt:
         try:
@@ -265,6 +273,8 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
         finally:
             reporter.stop()
             pool.shutdown(wait=True, cancel_futures=True)
+            if cluster is not None:
+                cluster.close()
     outcomes.sort(key=lambda o: o.run.index)
     result = StudyResult(study, outcomes, time.perf_counter() - start, interrupt.set)
     tally = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "interrupted", "cancelled")}
