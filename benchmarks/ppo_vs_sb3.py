@@ -7,8 +7,9 @@ actor and critic, GAE(0.99, 0.95), clip 0.2, entropy 0.01, value 0.5, grad-norm 
 same torch thread count. Each training runs in its own subprocess (fresh interpreter, no shared state),
 alternating rlcli and SB3; the wall time covers building the agent and ``learn``/``train`` to the last
 step. Imports happen before the clock starts in both: SB3's by ``from stable_baselines3 import PPO``,
-rlcli's (which imports lazily) by importing its training modules; both also import ``torch._dynamo``
-first, which building any torch optimizer imports (about a second, the same for both). Three clocks are reported: wall time; CPU time (time.process_time, which other jobs on the machine
+rlcli's (which imports lazily) by importing its training modules; SB3's script also imports
+``torch._dynamo`` first, which building any ``torch.optim`` optimizer imports (about a second; rlcli's
+optimizer, rlcli.engine.optim.FusedAdam, does not). Three clocks are reported: wall time; CPU time (time.process_time, which other jobs on the machine
 inflate less); and train_wall, the wall time less rlcli's final 10-episode evaluation, which SB3 does not
 do (training only, as SB3's ``learn`` is). rlcli's periodic evaluation and GAS probe are off for the same
 reason.
@@ -37,7 +38,7 @@ from pathlib import Path
 RLCLI = """
 import json, sys, time, tempfile, torch
 torch.set_num_threads({threads})
-import torch._dynamo, gymnasium, h5py
+import gymnasium, h5py
 import rlcli, rlcli.engine.train, rlcli.algos.ppo, rlcli.envs.cartpole, rlcli.evaluation.episodes
 with tempfile.TemporaryDirectory() as runs:
     cfg = rlcli.resolve_config("ppo", env="cartpole", overrides=[
