@@ -102,8 +102,9 @@ class Agent:
 class InContextAgent:
     """An Algorithm Distillation model acting in context on DarkRoom (see the module docstring).
 
-    The context is every transition since :meth:`reset` (the model attends to the most recent
-    ``config.ad.context_len`` of them, as ``rlcli eval`` does); rows of a batch are separate contexts.
+    The context is the transitions since :meth:`reset`, of which the model attends to the most recent
+    (between 3/4 of ``config.ad.context_len`` and all of it, re-encoded as training encoded them: see
+    :mod:`rlcli.nets.ad_transformer`), exactly as ``rlcli eval`` does; rows of a batch are separate contexts.
     Actions are sampled from the model by default: a greedy in-context learner cannot explore.
     """
 
