@@ -38,9 +38,7 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _LAZY[name].split(":")
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value  # later lookups skip this function
-        return value
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'rlcli' has no attribute '{name}'")
 
 
