@@ -127,7 +127,7 @@ class InContextAgent:
         self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self._cache = self.model.new_cache()
         self._time_step = None  # (B,) step within the current episode of each row; set by the first act
-        self._pending = None  # (action, time step) of the last act, until observe
+        self._pending = None  # the actions (B,) of the last act, until observe
 
     def act(self, obs: np.ndarray | int, deterministic: bool = False) -> np.ndarray | int:
         """Next action for each row: ``obs`` (B,) cell indices -> (B,) actions (one int for one int).

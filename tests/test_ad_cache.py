@@ -68,5 +68,7 @@ def test_the_cache_refuses_steps_out_of_order():
     model.step_state(zero, zero, cache)
     with pytest.raises(ValueError, match="next_state"):
         model.step_outcome(zero, zero, zero, cache)
+    with pytest.raises(ValueError, match="action and reward first"):
+        model.step_state(zero, zero, cache)
     with pytest.raises(ValueError, match="keep"):
         model.new_cache(keep=model.cfg.context_len)

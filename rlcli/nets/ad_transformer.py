@@ -257,6 +257,8 @@ class ADTransformer(nn.Module):
     def step_state(self, state: torch.Tensor, time_step: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Feed s_t (B,) with its time step; returns the logits (B, A) of a_t, equal to those of a plain
         forward over the context (the transitions from ``cache.start`` on, then s_t)."""
+        if cache.length % 3:
+            raise ValueError("step_state follows step_outcome: feed the last state's action and reward first")
         if len(cache.transitions["states"]) >= cache.context_len:  # no room for s_t: re-anchor first
             self.reanchor(cache)
         zeros = torch.zeros_like(state)
