@@ -1,5 +1,5 @@
-"""Algorithm Distillation: KV-cache equivalence (incl. rolling), schedules, and collect -> distill -> eval
-end to end through the real CLI."""
+"""Algorithm Distillation: state encodings, in-context rollouts, schedules, and collect -> distill -> eval
+end to end through the real CLI (the KV-cache: test_ad_cache.py)."""
 
 import os
 import re
@@ -48,35 +48,6 @@ def _stream(b, t, seed=1):
     return (torch.randint(0, 81, (b, t), generator=g), torch.randint(0, 5, (b, t), generator=g),
             torch.randint(0, 2, (b, t), generator=g), torch.randint(0, 20, (b, t), generator=g),
             torch.randint(0, 81, (b, t), generator=g))
-
-
-@torch.no_grad()
-@pytest.mark.parametrize(("state_encoding", "next_state"), [("cell", False), ("row_col", False), ("row_col", True),
-                                                             ("row_col_ordinal", True)])
-def test_cached_rolled_and_uncached_generation_agree(state_encoding, next_state):
-    # window of 15 tokens; 23 transitions = 69 tokens: the cache rolls
-    model = _model(context_len=5, state_encoding=state_encoding, next_state=next_state)
-    s, a, r, ts, ns = _stream(4, 23)
-    uncached = torch.softmax(model(s, a, r, ts, ns), -1)  # full recompute with the sliding-window mask
-    cache = model.new_cache()
-    cached = []
-    for t in range(s.shape[1]):
-        cached.append(torch.softmax(model.step_state(s[:, t], ts[:, t], cache), -1))
-        model.step_outcome(a[:, t], r[:, t], ts[:, t], cache, ns[:, t])
-        assert cache.length <= model.cfg.window - 1
-    cached = torch.stack(cached, 1)
-    assert cache.seen == 3 * 23
-    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)
-    # within the first window the sliding mask is plain causal attention: a fresh forward on a prefix agrees
-    prefix = torch.softmax(model(s[:, :5], a[:, :5], r[:, :5], ts[:, :5], ns[:, :5]), -1)
-    torch.testing.assert_close(prefix, cached[:, :5], atol=1e-5, rtol=0)
-    # past the window, what left the window no longer matters to the first layer's keys: changing the first
-    # transition changes nothing once every layer's receptive field has slid past it
-    s2 = s.clone()
-    s2[:, 0] = (s[:, 0] + 1) % 81
-    moved = torch.softmax(model(s2, a, r, ts, ns), -1)
-    assert not torch.allclose(moved[:, 1], uncached[:, 1])
-    torch.testing.assert_close(moved[:, -1], uncached[:, -1], atol=1e-6, rtol=0)
 
 
 @torch.no_grad()

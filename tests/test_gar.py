@@ -86,7 +86,9 @@ def test_gar_runs_every_level_with_plain_adam():
     for technique in ["gar", "gar+reg"]:
         cfg = rlcli.resolve_config("ppo", env="cartpole", extra={"run": {"technique": technique}})
         algo = build_algorithm(cfg)
-        assert type(algo.optimizer) is torch.optim.Adam and algo.env.num_envs == 3 * cfg.env.num_envs
+        group = algo.optimizer.param_groups[0]  # plain Adam: no weight decay
+        assert group["weight_decay"] == 0.0 and not group["decoupled_weight_decay"]
+        assert algo.env.num_envs == 3 * cfg.env.num_envs
         algo.close()
 
 

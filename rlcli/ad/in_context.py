@@ -3,9 +3,8 @@
 All tasks (times ``repeats``) run as one batch of rooms. The model acts by sampling from its action
 distribution (greedy actions could not explore) in fresh episodes of each task, its context filling with
 its own transitions across episodes; the return of every episode is kept, so ``returns[:, e]`` is the
-in-context learning curve at episode index e. With time-step positions, generation uses the rolling
-KV-cache (3 tokens per step, never re-encoding the context); with learned positions the last context
-window is re-encoded at every step.
+in-context learning curve at episode index e. Generation uses the model's KV-cache, whose logits equal a
+plain forward over the context as training encoded it (see :mod:`rlcli.nets.ad_transformer`).
 """
 
 from __future__ import annotations
@@ -40,13 +39,11 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     model.eval()
     rooms = DarkRoomBatch.from_tasks(tasks, size=env_params["size"], max_steps=env_params["max_steps"],
                                      terminate_on_goal=env_params["terminate_on_goal"], device=device)
-    b, k = len(tasks), model.cfg.context_len
+    b = len(tasks)
     max_steps = episodes * env_params["max_steps"]
     gen = torch.Generator(device=device).manual_seed(seed)
     obs = rooms.reset()
-    cache = model.new_cache() if model.cfg.positions == "time_step" else None
-    hist = {name: torch.zeros(b, max_steps, dtype=torch.long, device=device)
-            for name in ("states", "actions", "rewards", "time_steps", "next_states")}
+    cache = model.new_cache()
     cells = torch.zeros(b, max_steps, dtype=torch.long, device=device)
     dones = torch.zeros(b, max_steps, dtype=torch.bool, device=device)
     returns = torch.zeros(b, episodes, device=device)
@@ -58,20 +55,10 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     steps = 0
     while steps < max_steps and bool((finished < episodes).any()):
         t = rooms.t.clone()
-        hist["states"][:, steps], hist["time_steps"][:, steps] = obs, t
-        if cache is not None:
-            logits = model.step_state(obs, t, cache)
-        else:
-            lo = max(0, steps + 1 - k)
-            window = {n: h[:, lo:steps + 1] for n, h in hist.items()}
-            logits = model(window["states"], window["actions"], window["rewards"], window["time_steps"],
-                           window["next_states"])[:, -1]
+        logits = model.step_state(obs, t, cache)
         action = torch.multinomial(torch.softmax(logits.float(), dim=-1), 1, generator=gen).squeeze(1)
         obs, reward, term, trunc, final_obs = rooms.step(action)
-        hist["actions"][:, steps], hist["rewards"][:, steps] = action, reward.long()
-        hist["next_states"][:, steps] = final_obs  # the cell the action led to, before any reset
-        if cache is not None:
-            model.step_outcome(action, reward.long(), t, cache, final_obs)
+        model.step_outcome(action, reward.long(), t, cache, final_obs)  # final_obs: the cell before any reset
         done = term | trunc
         ep_ret += reward
         ep_len += 1

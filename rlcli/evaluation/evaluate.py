@@ -30,8 +30,9 @@ class EvalResult:
         return float(self.returns.std())
 
 
-def load_for_inference(run_or_checkpoint: str | Path, checkpoint: str = "last", overrides: list[str] = ()):
-    """(algorithm with the saved weights, its config, the checkpoint path).
+def load_for_inference(run_or_checkpoint: str | Path, checkpoint: str = "last", overrides: list[str] = (),
+                       device: str = "cpu"):
+    """(algorithm with the saved weights on ``device``, its config, the checkpoint path, its env step).
 
     The config comes from the checkpoint itself, so a lone ``.h5`` file is enough. ``overrides``
     (``env.variation_level=0.5`` ...) change the evaluation env, not the weights.
@@ -44,7 +45,7 @@ def load_for_inference(run_or_checkpoint: str | Path, checkpoint: str = "last", 
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
     ckpt = load_checkpoint(path)
     saved = tomllib.loads(ckpt.attrs["config"])
-    cfg = build_config(saved["algo"], [saved, {"env": {"num_envs": 1}, "run": {"device": "cpu"}}]
+    cfg = build_config(saved["algo"], [saved, {"env": {"num_envs": 1}, "run": {"device": device}}]
                        + [parse_override(o) for o in overrides])
     algo = build_algorithm(cfg)
     algo.load_state(ckpt, weights_only=True)

@@ -2,18 +2,24 @@
 
 A learning history is a stream of transitions (s_t, a_t, r_t); each becomes three tokens, so a context of
 ``context_len`` transitions is ``window = 3 * context_len`` tokens. The model predicts a_t from the output
-at the s_t token. Attention is causal *and* limited to the last ``window`` tokens (a sliding window): a
-training sequence is never longer than the window, so there it is plain causal attention, while at
-generation time the same rule lets the context slide past ``window`` tokens.
+at the s_t token. Training runs plain causal attention over windows of ``context_len`` transitions cut
+from the histories, so the prediction at a window's i-th state has seen the i transitions before it from
+that window's start, and nothing older.
 
 Position signal (``positions``):
 
 - ``"time_step"`` (the seed's): the env's time step within the episode is embedded and added to the three
-  tokens of a transition. Nothing depends on where a token sits in the context, so cached keys and values
-  stay valid when the window slides: :class:`KVCache` keeps the last ``window - 1`` tokens per layer and
-  cached generation equals a full recompute of the whole stream with the sliding-window mask.
-- ``"learned"``: a learned embedding of the token's index in the context window. Sliding the window changes
-  every token's index, so once the context is full each step re-encodes the last window (no cache reuse).
+  tokens of a transition;
+- ``"learned"``: a learned embedding of the token's index in the context window (0 at its start).
+
+Generation (:class:`KVCache`, :meth:`ADTransformer.step_state` / :meth:`~ADTransformer.step_outcome`)
+gives the model exactly what training gave it, for both encodings: the context is the stream from an
+*anchor* transition on, encoded from the anchor as if it were a training window (positions from 0), so
+the cached logits equal a plain forward over that context (within float rounding). When the context holds
+``context_len`` transitions it is re-anchored: the last ``keep`` transitions are re-encoded from scratch as
+a new window and generation goes on from them. (A cache that simply drops the oldest tokens would not do:
+with more than one layer its old keys and values carry information from tokens that left the window, a
+context the model never saw in training.)
 
 Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
 kernels on GPU; ``is_causal`` on full training windows).
@@ -52,26 +58,44 @@ class ADModelConfig:
 
 
 class KVCache:
-    """Per-layer keys and values of the last ``window - 1`` tokens (B, heads, L, head_dim) and the number
-    of tokens seen so far (their absolute positions, for the sliding-window mask)."""
+    """The context of a batch of generation streams: per layer, the keys and values (B, heads, L, head_dim)
+    of the L tokens since the anchor, and the transitions since the anchor (to re-encode them).
 
-    def __init__(self, num_layers: int, window: int):
-        self.window = window
+    ``keep``: transitions kept when a full context is re-anchored (1 <= keep < context_len); the context
+    then runs from ``keep + 1`` to ``context_len`` transitions, and re-encoding costs ``keep / (context_len
+    - keep)`` transitions per step on average.
+    """
+
+    def __init__(self, num_layers: int, context_len: int, keep: int | None = None):
+        self.context_len = context_len
+        self.keep = keep if keep is not None else max(1, context_len - max(1, context_len // 4))
+        if not 1 <= self.keep < context_len:
+            raise ValueError(f"keep must be in [1, {context_len}), got {self.keep}")
         self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.seen = 0  # tokens processed so far
+        self.transitions: dict[str, list[torch.Tensor]] = {k: [] for k in TRANSITION_KEYS}  # since the anchor
+        self.start = 0  # stream index (transitions since the cache was made) of the anchor
+        self.seen = 0  # transitions fed so far (the current one counts once its outcome is in)
+        self.pending_state: torch.Tensor | None = None  # s_t fed by step_state, until step_outcome
 
     @property
     def length(self) -> int:
+        """Tokens in the context."""
         return 0 if self.keys[0] is None else self.keys[0].shape[2]
 
+    def clear(self) -> None:
+        self.keys = [None] * len(self.keys)
+        self.values = [None] * len(self.values)
 
-def sliding_window_mask(q_start: int, q_len: int, k_start: int, k_len: int, window: int,
-                        device: torch.device) -> torch.Tensor:
-    """(q_len, k_len) bool: query at absolute position p sees keys at positions (p - window, p]."""
-    q = torch.arange(q_start, q_start + q_len, device=device)[:, None]
-    k = torch.arange(k_start, k_start + k_len, device=device)[None, :]
-    return (k <= q) & (k > q - window)
+
+TRANSITION_KEYS = ("states", "actions", "rewards", "time_steps", "next_states")
+
+
+def causal_mask(past_len: int, q_len: int, device: torch.device) -> torch.Tensor:
+    """(q_len, past_len + q_len) bool: new token i sees every cached token and the new tokens up to i."""
+    q = torch.arange(q_len, device=device)[:, None]
+    k = torch.arange(past_len + q_len, device=device)[None, :]
+    return k <= q + past_len
 
 
 class CausalSelfAttention(nn.Module):
@@ -193,27 +217,21 @@ class ADTransformer(nn.Module):
     def run_tokens(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Run tokens (B, L, D) through the blocks -> final hidden states (B, L, D).
 
-        Without a cache the tokens are a stream from its start (sliding-window mask when longer than the
-        window). With a cache they continue the cached stream, and the cache is updated and trimmed.
+        Without a cache the tokens are a window from its start (plain causal attention, L <= window). With
+        a cache they continue the cached context, whose keys and values are extended.
         """
-        window = self.cfg.window
         length = x.shape[1]
         past_len = cache.length if cache is not None else 0
-        seen = cache.seen if cache is not None else 0
-        if past_len == 0 and length <= window:
-            mask = None  # plain causal attention
-        else:
-            mask = sliding_window_mask(seen, length, seen - past_len, past_len + length, window, x.device)
+        if past_len + length > self.cfg.window:
+            raise ValueError(f"{past_len + length} tokens exceed the context of {self.cfg.window}")
+        mask = None if past_len == 0 else causal_mask(past_len, length, x.device)
         for i, block in enumerate(self.blocks):
             past = None
             if cache is not None and cache.keys[i] is not None:
                 past = (cache.keys[i], cache.values[i])
             x, k, v = block(x, mask, past)
             if cache is not None:
-                keep = window - 1
-                cache.keys[i], cache.values[i] = k[:, :, -keep:], v[:, :, -keep:]
-        if cache is not None:
-            cache.seen += length
+                cache.keys[i], cache.values[i] = k, v
         return self.ln_f(x)
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
@@ -222,19 +240,46 @@ class ADTransformer(nn.Module):
         h = self.run_tokens(self.embed(states, actions, rewards, time_steps, next_states))
         return self.head(h[:, 0::3])
 
-    def new_cache(self) -> KVCache:
-        return KVCache(self.cfg.num_layers, self.cfg.window)
+    def new_cache(self, keep: int | None = None) -> KVCache:
+        """An empty context; ``keep``: transitions kept at each re-anchoring (default 3/4 of the context)."""
+        return KVCache(self.cfg.num_layers, self.cfg.context_len, keep)
+
+    def reanchor(self, cache: KVCache) -> None:
+        """Start the context anew from its last ``cache.keep`` transitions, encoded as a fresh window."""
+        kept = {k: v[-cache.keep:] for k, v in cache.transitions.items()}
+        cache.clear()
+        cache.transitions = kept
+        cache.start = cache.seen - cache.keep
+        t = {k: torch.stack(v, 1) for k, v in kept.items()}
+        self.run_tokens(self.embed(t["states"], t["actions"], t["rewards"], t["time_steps"], t["next_states"]),
+                        cache)
 
     def step_state(self, state: torch.Tensor, time_step: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feed s_t (B,) with its time step; returns the logits (B, A) of a_t. Time-step positions only."""
+        """Feed s_t (B,) with its time step; returns the logits (B, A) of a_t, equal to those of a plain
+        forward over the context (the transitions from ``cache.start`` on, then s_t)."""
+        if cache.length % 3:
+            raise ValueError("step_state follows step_outcome: feed the last state's action and reward first")
+        if len(cache.transitions["states"]) >= cache.context_len:  # no room for s_t: re-anchor first
+            self.reanchor(cache)
         zeros = torch.zeros_like(state)
-        x = self.embed(state[:, None], zeros[:, None], zeros[:, None], time_step[:, None], zeros[:, None])[:, :1]
+        x = self.embed(state[:, None], zeros[:, None], zeros[:, None], time_step[:, None], zeros[:, None],
+                       first_position=cache.length)[:, :1]
+        cache.pending_state = state
         return self.head(self.run_tokens(x, cache)[:, -1])
 
     def step_outcome(self, action: torch.Tensor, reward: torch.Tensor, time_step: torch.Tensor,
                      cache: KVCache, next_state: torch.Tensor | None = None) -> None:
-        """Feed a_t and r_t (B,) (same time step as s_t; with cfg.next_state also s'_t) into the cache."""
-        zeros = torch.zeros_like(action)[:, None]
-        nxt = None if next_state is None else next_state[:, None]
-        x = self.embed(zeros, action[:, None], reward[:, None], time_step[:, None], nxt)
+        """Feed a_t and r_t (B,) of the state fed last (same time step; with cfg.next_state also s'_t)."""
+        if cache.length % 3 != 1:
+            raise ValueError("step_outcome follows step_state: feed the state first")
+        if next_state is None:
+            if self.cfg.next_state:
+                raise ValueError("this model encodes next states (cfg.next_state): pass next_state")
+            next_state = torch.zeros_like(action)
+        state = cache.pending_state
+        x = self.embed(state[:, None], action[:, None], reward[:, None], time_step[:, None], next_state[:, None],
+                       first_position=cache.length - 1)
         self.run_tokens(x[:, 1:], cache)
+        for key, value in zip(TRANSITION_KEYS, (state, action, reward, time_step, next_state), strict=True):
+            cache.transitions[key].append(value)
+        cache.seen += 1
