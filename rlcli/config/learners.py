@@ -63,7 +63,7 @@ class GARConfig:
 
 def check_es(cfg) -> None:
     """ES perturbs parameters and ranks returns: there is no gradient for gar to weigh."""
-    if "gar" in cfg.run.technique.split("+"):
+    if "gar" in cfg.run.techniques:
         raise ConfigError(f"technique '{cfg.run.technique}' needs gradients, and es computes none (it ranks "
                           "returns of perturbed parameters); use --technique baseline or reg with es")
     if cfg.es.population_size % 2:
@@ -71,14 +71,14 @@ def check_es(cfg) -> None:
 
 
 def check_gar(cfg) -> None:
-    if "gar" in cfg.run.technique.split("+") and len(cfg.gar.levels) < 2:
+    if "gar" in cfg.run.techniques and len(cfg.gar.levels) < 2:
         raise ConfigError(f"gar needs at least two variation levels, got gar.levels = {cfg.gar.levels}")
 
 
 def check_variation(cfg) -> None:
     """An env without variations refuses a nonzero ``env.variation_level`` and gar (which trains on several
     levels): both would otherwise run on identical copies of the env and report variation effects of zero."""
-    uses_levels = "gar" in cfg.run.technique.split("+")
+    uses_levels = "gar" in cfg.run.techniques
     if cfg.env.variation_level == 0.0 and not uses_levels:
         return  # nothing to check: the registry (and gymnasium) is not imported for the common case
     from rlcli.envs.registry import refuse_without_variation

@@ -45,6 +45,11 @@ class RunConfig:
                                 min=0)
     log_interval: float = option(2.0, "Seconds between metric flushes and plain progress lines.", min=0.1)
 
+    @property
+    def techniques(self) -> frozenset[str]:
+        """The parts of ``technique``, the one place it is parsed: "gar+reg" -> {"gar", "reg"}, "baseline" -> {}."""
+        return frozenset(self.technique.split("+")) - {"baseline"}
+
 
 @dataclass
 class EnvConfig:
