@@ -1,7 +1,9 @@
-"""Config sections of the generalization study's learners: ``dqn``, ``es`` and ``gar`` (torch-free).
+"""Config sections of the generalization study's learners: ``dqn``, ``es``, ``a2c`` and ``gar`` (torch-free).
 
 ``schema.py`` registers them: PPO and DQN use ``gar`` (gradient agreement, and the GAS diagnostic), ES
-uses ``es`` and refuses the ``gar`` technique, since it computes no gradients.
+uses ``es`` and refuses the ``gar`` technique, since it computes no gradients. The ``a2c`` section here is
+the trainable A2C algorithm's (``rlcli train a2c``); the AD pipeline's tabular source A2C has its own
+``a2c`` section in rlcli.config.ad.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ class ESConfig:
     sigma: float = option(0.1, "Standard deviation of the parameter noise.", min=0.0)
     learning_rate: float = option(0.03, "Adam learning rate on the ES gradient.", min=0.0)
     episodes_per_member: int = option(1, "Episodes each perturbation is scored on (mean return).", min=1)
+
+
+@dataclass
+class A2CLearnerConfig:
+    learning_rate: float = option(7e-4, "Learning rate of the optimizer.", min=0.0)
+    num_steps: int = option(5, "Rollout length per environment between updates (one gradient step each).",
+                            min=1)
+    gamma: float = option(0.99, "Discount factor.", min=0.0, max=1.0)
+    gae_lambda: float = option(1.0, "GAE lambda (1.0 = the n-step returns of the A2C paper).", min=0.0, max=1.0)
+    ent_coef: float = option(0.0, "Entropy bonus coefficient.", min=0.0)
+    vf_coef: float = option(0.5, "Value loss coefficient (the value loss is the mean squared error).", min=0.0)
+    max_grad_norm: float = option(0.5, "Global gradient-norm clip.", min=0.0)
+    optimizer: str = option("rmsprop", "Optimizer of the A2C paper (rmsprop) or adam.", choices=("rmsprop", "adam"))
+    rmsprop_alpha: float = option(0.99, "RMSprop smoothing constant of the squared-gradient average.",
+                                  min=0.0, max=1.0)
+    optimizer_eps: float = option(1e-5, "Epsilon of RMSprop or Adam.", min=0.0)
+    anneal_lr: bool = option(False, "Anneal the learning rate linearly to 0 over run.total_steps.")
+    norm_adv: bool = option(False, "Normalise advantages over each rollout.")
 
 
 @dataclass
