@@ -116,7 +116,7 @@ class RND(PPO):
                 actions = rng.integers(0, n_actions, self.env.num_envs)
                 next_obs, _, terminated, truncated, info = self.env.step(actions)
                 views.append(rnd_view(torch.as_tensor(reached_observations(next_obs, terminated | truncated, info))))
-                if len(views) == self.cfg.ppo.num_steps:
+                if len(views) == self.hp.num_steps:
                     self.obs_rms.update(torch.cat(views).to(self.device))
                     views = []
         if views:
