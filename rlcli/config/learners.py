@@ -65,7 +65,8 @@ class A2CLearnerConfig:
     optimizer: str = option("rmsprop", "Optimizer of the A2C paper (rmsprop) or adam.", choices=("rmsprop", "adam"))
     rmsprop_alpha: float = option(0.99, "RMSprop smoothing constant of the squared-gradient average.",
                                   min=0.0, max=1.0)
-    optimizer_eps: float = option(1e-5, "Epsilon of RMSprop or Adam.", min=0.0)
+    optimizer_eps: float = option(3e-3, "Epsilon added to the root of the squared-gradient average (RMSprop, "
+                                  "Adam): 3e-3 is about SB3's 1e-5 inside the root.", min=0.0)
     anneal_lr: bool = option(False, "Anneal the learning rate linearly to 0 over run.total_steps.")
     norm_adv: bool = option(False, "Normalise advantages over each rollout.")
 
