@@ -39,7 +39,7 @@ RLCLI = """
 import json, sys, time, tempfile, torch
 torch.set_num_threads({threads})
 import gymnasium, h5py
-import rlcli, rlcli.engine.train, rlcli.algos.ppo, rlcli.envs.cartpole, rlcli.evaluation.episodes
+import rlcli, rlcli.engine.train, rlcli.algos.ppo, rlcli.envs.cartpole, rlcli.engine.episodes
 with tempfile.TemporaryDirectory() as runs:
     cfg = rlcli.resolve_config("ppo", env="cartpole", overrides=[
         "run.total_steps={steps}", "run.runs_dir=" + runs, "run.torch_threads={threads}", "run.seed=0",

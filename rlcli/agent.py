@@ -76,7 +76,7 @@ class Agent:
         the run's evaluation seed); ``overrides`` (``env.variation_level=0.5``) change it like ``--set``."""
         from rlcli.config.presets import parse_override
         from rlcli.config.schema import build_config
-        from rlcli.engine.train import EVAL_SEED_OFFSET
+        from rlcli.engine.seeding import EVAL_SEED_OFFSET
         from rlcli.envs.registry import make_vec_env
 
         cfg = self.config

@@ -10,7 +10,7 @@ import torch
 
 import rlcli
 from rlcli.agent import Agent, InContextAgent
-from rlcli.evaluation.episodes import run_episodes
+from rlcli.engine.episodes import run_episodes
 from rlcli.evaluation.evaluate import load_for_inference
 
 torch.set_num_threads(1)  # small nets; the machine is shared

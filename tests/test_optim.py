@@ -65,3 +65,21 @@ def test_a_short_ppo_run_never_imports_torch_dynamo(tmp_path):
             "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_second_parameter_group_matches_torch_and_its_state_layout():
+    """RND adds its predictor as a second group: the update and the state numbering follow torch's."""
+    ours, theirs = _net(), _net()
+    reference = torch.optim.Adam(theirs[0].parameters(), lr=1e-2, eps=1e-5, fused=True)
+    reference.add_param_group({"params": list(theirs[2].parameters())})
+    optimizer = FusedAdam(ours[0].parameters(), lr=1e-2, eps=1e-5)
+    optimizer.add_param_group({"params": list(ours[2].parameters())})
+    _train(ours, optimizer, 6, lr_schedule=False)
+    _train(theirs, reference, 6, lr_schedule=False)
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b)
+    ours_sd, theirs_sd = optimizer.state_dict(), reference.state_dict()
+    assert [g["params"] for g in ours_sd["param_groups"]] == [g["params"] for g in theirs_sd["param_groups"]]
+    restored = FusedAdam(_net()[0].parameters(), lr=1e-2, eps=1e-5)
+    with pytest.raises(ValueError, match="other parameters"):  # one group cannot take a two-group state
+        restored.load_state_dict(theirs_sd)

@@ -190,9 +190,10 @@ def test_cli_report(runs, tmp_path):
 def test_heatmap_across_environments(tmp_path):
     """Rows algorithm + technique, columns environment; the all-environment IQM needs every column."""
     from rlcli.evaluation.aggregate import aggregate_iqm
-    from rlcli.evaluation.grs import ShiftResult, grs_score
+    from rlcli.evaluation.grs import grs_score
     from rlcli.report.heatmap import grs_table, plot_heatmap
     from rlcli.report.runs import RunRecord, group_runs
+    from rlcli.storage.shift import ShiftResult
 
     levels = np.array([0.0, 0.5, 1.0])
     curves = {("ppo", "baseline"): [[100, 50, 0], [100, 60, 20], [100, 40, 10]],

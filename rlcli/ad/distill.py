@@ -26,12 +26,11 @@ from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.grad_clip import clip_grad_norm
+from rlcli.engine.seeding import EVAL_SEED_OFFSET
 from rlcli.engine.timing import PhaseTimer
 from rlcli.nets.ad_transformer import ADModelConfig, ADTransformer
 from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
 from rlcli.storage.histories import HistoryReader
-
-EVAL_SEED_OFFSET = 10_000
 
 
 def model_config(cfg: Config, env_params: dict) -> ADModelConfig:

@@ -117,8 +117,9 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
         raise ConfigError(f"--repeats must be at least 1, got {repeats}")
     import torch
 
-    from rlcli.ad.distill import EVAL_SEED_OFFSET, load_ad_model
+    from rlcli.ad.distill import load_ad_model
     from rlcli.ad.in_context import run_in_context
+    from rlcli.engine.seeding import EVAL_SEED_OFFSET
 
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
     ckpt = load_checkpoint(path)

@@ -10,6 +10,7 @@ ALGORITHMS: dict[str, str] = {
     "vapor": "rlcli.algos.vapor:VAPOR",
     "dqn": "rlcli.algos.dqn:DQN",
     "es": "rlcli.algos.es:ES",
+    "a2c": "rlcli.algos.a2c:A2C",
     "ad": "rlcli.ad.distill:AD",
 }
 

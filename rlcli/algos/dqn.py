@@ -35,14 +35,16 @@ import torch
 import torch.nn.functional as F
 
 from rlcli.algos.gar import gar_step, gas_of_losses, uses_gar
-from rlcli.algos.ppo import PROBE_SEED_OFFSET, make_optimizer
+from rlcli.algos.ppo import make_optimizer
 from rlcli.algos.reg import backward_l2_penalty, reg_coefficient
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
+from rlcli.engine.autoreset import reached_observations
 from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.normalization import RunningMeanStd
 from rlcli.engine.replay_buffer import ReplayBuffer
+from rlcli.engine.seeding import PROBE_SEED_OFFSET
 from rlcli.engine.timing import PhaseTimer
 from rlcli.envs.registry import has_variation, make_vec_env
 from rlcli.envs.variation import make_levels_env
@@ -204,7 +206,7 @@ class DQN(Algorithm):
                 actions = self.explore(self.probe_obs, eps)
             with timer.phase("env"):
                 next_obs, reward, terminated, truncated, info = env.step(actions)
-            probe.add(self.probe_obs, actions, reward, _real_next_obs(next_obs, terminated | truncated, info),
+            probe.add(self.probe_obs, actions, reward, reached_observations(next_obs, terminated | truncated, info),
                       terminated, truncated)
             self.probe_obs = next_obs
         with timer.phase("learning"):
@@ -231,7 +233,7 @@ class DQN(Algorithm):
                 next_obs, reward, terminated, truncated, info = self.env.step(actions)
             done = terminated | truncated
             with timer.phase("storage"):
-                self.buffer.add(self.obs, actions, reward, _real_next_obs(next_obs, done, info), terminated, truncated)
+                self.buffer.add(self.obs, actions, reward, reached_observations(next_obs, done, info), terminated, truncated)
             if self.obs_rms is not None:
                 self.obs_rms.update(torch.as_tensor(next_obs, device=self.device))
             self.episode_return += reward
@@ -320,12 +322,3 @@ class DQN(Algorithm):
         if self.probe_env is not None:
             self.probe_env.close()
 
-
-def _real_next_obs(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
-    """``next_obs`` with the final observation of each finished episode in place of the autoreset one."""
-    if not done.any() or "final_obs" not in info:
-        return next_obs
-    real = next_obs.copy()
-    for i in np.flatnonzero(done):
-        real[i] = info["final_obs"][i]
-    return real

@@ -70,7 +70,7 @@ def gas_of_losses(losses: Sequence[torch.Tensor], params: Sequence[nn.Parameter]
 
 
 def uses_gar(cfg) -> bool:
-    return "gar" in cfg.run.technique.split("+")
+    return "gar" in cfg.run.techniques
 
 
 def training_levels(cfg) -> list[float]:

@@ -19,7 +19,7 @@ import torch
 
 
 def uses_reg(cfg) -> bool:
-    return "reg" in cfg.run.technique.split("+")
+    return "reg" in cfg.run.techniques
 
 
 def reg_coefficient(cfg) -> float:

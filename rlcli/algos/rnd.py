@@ -1,6 +1,9 @@
 """PPO with Random Network Distillation (Burda et al. 2018), in the style of CleanRL's ppo_rnd_envpool.py.
 
-Per iteration:
+RND is a :class:`~rlcli.algos.ppo.PPO` that overrides PPO's hooks where it differs: the env (clipped rewards),
+the policy (two value heads), the rollout (novelty per step), the batch (two GAEs), the critic loss (both
+heads) and an auxiliary loss (the predictor's). Epochs, minibatches, the clipped surrogate, gradient
+clipping, learning-rate annealing and checkpoints are PPO's. Per iteration:
 
 1. Roll out ``ppo.num_steps`` x ``env.num_envs`` steps with PPO's :class:`RolloutCollector`. The policy has
    two value heads (its steps carry ``int_values``); the collector's ``on_step`` hook stores each step's next
@@ -12,7 +15,8 @@ Per iteration:
 3. Two GAEs: extrinsic (episodic, ``ppo.gamma`` = 0.999) and intrinsic (non-episodic: no episode end stops
    it; ``rnd.int_gamma`` = 0.99). Advantages are combined as ``ext_coef * A_ext + int_coef * A_int`` (2, 1).
 4. PPO's epochs over the batch; each minibatch's loss adds both value losses and the predictor's MSE on a
-   random ``rnd.update_proportion`` (0.25) of its samples. Policy and predictor share one Adam.
+   random ``rnd.update_proportion`` (0.25) of its samples. Policy and predictor share one Adam (the predictor
+   as a second parameter group) and one gradient-norm clip.
 
 Extrinsic rewards are clipped to [-1, 1] for learning (``rnd.clip_ext_rewards``), so the training
 ``episode_return`` counts clipped rewards; evaluation returns are the raw game scores. With
@@ -32,20 +36,18 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlcli.algos.ppo import PPO, make_optimizer
+from rlcli.algos.ppo import PPO
 from rlcli.config.schema import Config
-from rlcli.engine import distributed
-from rlcli.engine.algorithm import IterationResult, load_rng_state, rng_state
-from rlcli.engine.collector import RolloutCollector, torch_dtype
+from rlcli.engine.autoreset import reached_observations
+from rlcli.engine.collector import torch_dtype
 from rlcli.engine.gae import compute_gae
-from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.normalization import DiscountedReturnFilter, RunningMeanStd
 from rlcli.engine.timing import PhaseTimer
 from rlcli.envs.registry import make_vec_env
-from rlcli.nets.dual_value import make_dual_value_policy
+from rlcli.nets.dual_value import DualValueActorCritic, make_dual_value_policy
 from rlcli.nets.policies import TensorSpec, categorical_logprob_entropy
 from rlcli.nets.rnd import RNDNetworks, rnd_view, rnd_view_shape
-from rlcli.storage.checkpoint import Checkpoint, optimizer_from_tree, optimizer_to_tree
+from rlcli.storage.checkpoint import Checkpoint
 
 
 class ClipRewards(gym.vector.VectorWrapper):
@@ -62,44 +64,39 @@ class ClipRewards(gym.vector.VectorWrapper):
         return obs, np.clip(reward, -1.0, 1.0), terminated, truncated, info
 
 
-def final_observations(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
-    """The observations each env actually reached: ``info["final_obs"]`` where an episode just ended."""
-    if not done.any():
-        return next_obs
-    out = np.array(next_obs, copy=True)
-    for i in np.flatnonzero(done):
-        out[i] = info["final_obs"][i]
-    return out
-
-
 class RND(PPO):
     section = "rnd"
 
     def __init__(self, cfg: Config, device: torch.device):
-        self.cfg, self.device = cfg, device
-        hp, rp = cfg.ppo, cfg.rnd
-        env = make_vec_env(cfg.env, cfg.run.seed)
-        self.env = ClipRewards(env) if rp.clip_ext_rewards else env
-        obs_space = self.env.single_observation_space
-        self.policy = make_dual_value_policy(cfg.policy, obs_space, self.env.single_action_space).to(device)
-        self.view_shape = rnd_view_shape(obs_space.shape)
+        super().__init__(cfg, device)
+        rp = cfg.rnd
         self.rnd = RNDNetworks(self.view_shape, rp.output_size, rp.hidden_sizes).to(device)
-        self.optimizer = make_optimizer(list(self.policy.parameters()) + list(self.rnd.predictor.parameters()),
-                                        cfg, hp.learning_rate, hp.adam_eps)
-        extra_spec = {"rnd_obs": TensorSpec(self.view_shape, torch_dtype(obs_space.dtype)),
-                      "int_rewards": TensorSpec(())}
-        self.collector = RolloutCollector(self.env, self.policy, hp.num_steps, hp.gamma, device, cfg.run.seed,
-                                          extra_spec)
-        self.batch_size = hp.num_steps * self.env.num_envs
-        self.minibatch_size = max(1, self.batch_size // hp.num_minibatches)
+        self.optimizer.add_param_group({"params": list(self.rnd.predictor.parameters())})
         self.obs_rms = RunningMeanStd(self.view_shape, device)
         self.int_return_rms = RunningMeanStd((), device)
         self.int_return_filter = DiscountedReturnFilter(self.env.num_envs, rp.int_gamma, device)
+        self.next_int_value: torch.Tensor | None = None  # V_int(observation after the rollout) (B,)
         self.rooms: set[int] = set()
         self.warmed_up = rp.warmup_steps == 0
-        self.gar, self.probe = False, None  # PPO's gar technique and GAS probe are not used with RND
-        self.env_steps = 0
-        self.iterations = 0
+
+    # -- building (PPO's hooks) ---------------------------------------------------------------------------
+    def make_env(self):
+        env = make_vec_env(self.cfg.env, self.cfg.run.seed)
+        return ClipRewards(env) if self.cfg.rnd.clip_ext_rewards else env
+
+    def make_policy(self) -> DualValueActorCritic:
+        return make_dual_value_policy(self.cfg.policy, self.env.single_observation_space,
+                                      self.env.single_action_space)
+
+    @property
+    def view_shape(self) -> tuple[int, ...]:
+        """What RND looks at of an observation (the newest frame of image stacks)."""
+        return rnd_view_shape(self.env.single_observation_space.shape)
+
+    def experience_extras(self) -> dict[str, TensorSpec]:
+        """Each step's reached observation as RND sees it, and its raw novelty."""
+        return {"rnd_obs": TensorSpec(self.view_shape, torch_dtype(self.env.single_observation_space.dtype)),
+                "int_rewards": TensorSpec(())}
 
     # -- RND pieces ---------------------------------------------------------------------------------------
     def normalized_view(self, obs: torch.Tensor) -> torch.Tensor:
@@ -118,8 +115,8 @@ class RND(PPO):
             for _ in range(self.cfg.rnd.warmup_steps):
                 actions = rng.integers(0, n_actions, self.env.num_envs)
                 next_obs, _, terminated, truncated, info = self.env.step(actions)
-                views.append(rnd_view(torch.as_tensor(final_observations(next_obs, terminated | truncated, info))))
-                if len(views) == self.cfg.ppo.num_steps:
+                views.append(rnd_view(torch.as_tensor(reached_observations(next_obs, terminated | truncated, info))))
+                if len(views) == self.hp.num_steps:
                     self.obs_rms.update(torch.cat(views).to(self.device))
                     views = []
         if views:
@@ -136,7 +133,7 @@ class RND(PPO):
         def hook(row: dict[str, torch.Tensor], step, next_obs: torch.Tensor, info: dict) -> None:
             with timer.phase("rnd"):
                 done = row["dones"].cpu().numpy() > 0
-                reached = torch.as_tensor(final_observations(next_obs.cpu().numpy(), done, info), device=self.device)
+                reached = torch.as_tensor(reached_observations(next_obs.cpu().numpy(), done, info), device=self.device)
                 view = rnd_view(reached)
                 row["rnd_obs"] = view
                 row["int_rewards"] = self.intrinsic_reward(view)
@@ -161,17 +158,21 @@ class RND(PPO):
         self.int_return_rms.update(sums.reshape(-1))
         return (raw / self.int_return_rms.var.sqrt().clamp_min(1e-8)).float()
 
-    # -- one iteration ------------------------------------------------------------------------------------
-    def iteration(self, timer: PhaseTimer) -> IterationResult:
-        hp, rp = self.cfg.ppo, self.cfg.rnd
+    # -- one iteration (PPO's hooks) ----------------------------------------------------------------------
+    def collect(self, timer: PhaseTimer) -> tuple[list[float], list[int], torch.Tensor]:
+        """PPO's rollout with :meth:`on_step` (after the warm-up, on the first call); also keeps V_int of the
+        observation after the rollout in ``self.next_int_value``."""
         if not self.warmed_up:
             self.warm_up(timer)
-        lr = self.set_learning_rate()
         returns, lengths, next_value = self.collector.collect(timer, on_step=self.on_step(timer))
         with timer.phase("inference"), torch.no_grad():
-            next_int_value = self.policy.heads(self.collector.next_obs)[2]
-        self.env_steps += self.batch_size * distributed.world_size()  # all ranks' steps under torchrun
-        self.iterations += 1
+            self.next_int_value = self.policy.heads(self.collector.next_obs)[2]
+        return returns, lengths, next_value
+
+    def learning_batch(self, next_value: torch.Tensor,
+                       timer: PhaseTimer) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Normalised intrinsic rewards, the two GAEs and their combined advantages, the predictor's inputs."""
+        hp, rp = self.hp, self.cfg.rnd
         buf = self.collector.buffer
         with timer.phase("rnd"):
             raw_int = buf["int_rewards"].clone()
@@ -182,71 +183,49 @@ class RND(PPO):
             ext_adv, ext_returns = compute_gae(buf["rewards"], buf["values"], buf["dones"], next_value,
                                                hp.gamma, hp.gae_lambda)
             int_adv, int_returns = compute_gae(int_rewards, buf["int_values"], torch.zeros_like(int_rewards),
-                                               next_int_value, rp.int_gamma, hp.gae_lambda)
+                                               self.next_int_value, rp.int_gamma, hp.gae_lambda)
             advantages = rp.ext_coef * ext_adv + rp.int_coef * int_adv
             batch = buf.flat({"advantages": advantages, "returns": ext_returns, "int_returns": int_returns})
             batch["rnd_input"] = rnd_input
-            stats = self.update(batch)
-            var_y = ext_returns.var()
-            stats["explained_variance"] = (float(1 - (ext_returns - buf["values"]).var() / var_y)
-                                           if var_y > 0 else float("nan"))
-        stats.update(learning_rate=lr, ext_return=float(ext_returns.mean()), int_return=float(int_returns.mean()),
-                     int_reward_mean=float(int_rewards.mean()), int_reward_raw_mean=float(raw_int.mean()))
+        stats = {"ext_return": float(ext_returns.mean()), "int_return": float(int_returns.mean()),
+                 "int_reward_mean": float(int_rewards.mean()), "int_reward_raw_mean": float(raw_int.mean())}
         if self.rooms:
             stats["rooms_visited"] = float(len(self.rooms))
-        return IterationResult(stats, returns, lengths)
+        return batch, stats
 
-    def minibatch_loss(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        hp = self.cfg.ppo
+    # -- the loss (PPO's hooks) ---------------------------------------------------------------------------
+    def evaluate_minibatch(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """(log-prob, entropy, (extrinsic value, intrinsic value)), each (N,)."""
         logits, ext_value, int_value = self.policy.heads(mb["obs"])
         new_logprob, entropy = categorical_logprob_entropy(logits, mb["actions"])
-        advantages = mb["advantages"]
-        if hp.norm_adv and advantages.numel() > 1:
-            advantages = distributed.normalize_advantages(advantages)  # over all ranks' rows under torchrun
-        pi_loss, stats = self.policy_loss(new_logprob, entropy, mb, advantages)
+        return new_logprob, entropy, (ext_value, int_value)
+
+    def critic_loss(self, new_values: Any, mb: dict[str, torch.Tensor],
+                    stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """PPO's value loss of each head against its own targets, summed."""
+        ext_value, int_value = new_values
         ext_loss = self.value_loss(ext_value, mb)
         int_loss = self.value_loss(int_value, {"values": mb["int_values"], "returns": mb["int_returns"]})
-        predictor_loss = self.predictor_loss(mb["rnd_input"])
-        stats.update(ext_value_loss=ext_loss.detach(), int_value_loss=int_loss.detach(),
-                     predictor_loss=predictor_loss.detach())
-        return pi_loss + hp.vf_coef * (ext_loss + int_loss) + predictor_loss, stats
+        stats.update(ext_value_loss=ext_loss.detach(), int_value_loss=int_loss.detach())
+        return ext_loss + int_loss
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """PPO's epochs and minibatches; the gradient clip covers the policy and the predictor together."""
-        hp = self.cfg.ppo
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        sums: dict[str, float] = {}
-        count = 0
-        for _ in range(hp.num_epochs):
-            perm = torch.randperm(self.batch_size, device=self.device)
-            for start in range(0, self.batch_size, self.minibatch_size):
-                idx = perm[start:start + self.minibatch_size]
-                loss, stats = self.minibatch_loss({k: v[idx] for k, v in batch.items()})
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                distributed.average_gradients(params)  # torchrun: the global minibatch's gradient
-                clip_grad_norm(params, hp.max_grad_norm)
-                self.optimizer.step()
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-        return {k: v / count for k, v in sums.items()}
+    def auxiliary_loss(self, mb: dict[str, torch.Tensor], stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = self.predictor_loss(mb["rnd_input"])
+        stats["predictor_loss"] = loss.detach()
+        return loss
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        opt_state, opt_groups = optimizer_to_tree(self.optimizer)
-        rnd_state = {"networks": self.rnd.state_dict(), "obs_rms": self.obs_rms.state(),
-                     "int_return_rms": self.int_return_rms.state(),
-                     "int_return_filter": self.int_return_filter.returns,
-                     "rooms": torch.tensor(sorted(self.rooms), dtype=torch.int64)}
-        tensors = {"model": self.policy.state_dict(), "optimizer": opt_state, "rng": rng_state(),
-                   "collector": self.collector.state(), "rnd": rnd_state}
-        return tensors, {"optimizer_param_groups": opt_groups,
-                         "counters": {"env_steps": self.env_steps, "iterations": self.iterations,
-                                      "warmed_up": self.warmed_up}}
+        tensors, documents = super().state()
+        tensors["rnd"] = {"networks": self.rnd.state_dict(), "obs_rms": self.obs_rms.state(),
+                          "int_return_rms": self.int_return_rms.state(),
+                          "int_return_filter": self.int_return_filter.returns,
+                          "rooms": torch.tensor(sorted(self.rooms), dtype=torch.int64)}
+        documents["counters"]["warmed_up"] = self.warmed_up
+        return tensors, documents
 
     def load_state(self, ckpt: Checkpoint, weights_only: bool = False) -> None:
-        self.policy.load_state_dict(ckpt.tensors("model"))
+        super().load_state(ckpt, weights_only)
         saved = ckpt.tensors("rnd")
         self.rnd.load_state_dict(saved["networks"])
         self.obs_rms.load_state(saved["obs_rms"])
@@ -256,9 +235,4 @@ class RND(PPO):
         self.int_return_filter.returns = torch.as_tensor(saved["int_return_filter"], dtype=torch.float64).to(
             self.device)
         self.rooms = {int(r) for r in np.asarray(saved.get("rooms", np.zeros(0)))}
-        optimizer_from_tree(self.optimizer, ckpt.tensors("optimizer"), ckpt.documents["optimizer_param_groups"])
-        counters = ckpt.documents["counters"]
-        self.env_steps, self.iterations = counters["env_steps"], counters["iterations"]
-        self.warmed_up = counters["warmed_up"]
-        self.collector.load_state(ckpt.tensors("collector"), reseed=self.cfg.run.seed + self.env_steps)
-        load_rng_state(ckpt.tensors("rng"))
+        self.warmed_up = ckpt.documents["counters"]["warmed_up"]

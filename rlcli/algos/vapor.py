@@ -100,7 +100,7 @@ class VAPOR(PPO):
     def policy_loss(self, new_logprob: torch.Tensor, entropy: torch.Tensor, mb: dict[str, torch.Tensor],
                     advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The VAPOR loss of the module docstring; (loss, stats to log). All inputs are (N,)."""
-        v, eps = self.cfg.vapor, self.cfg.ppo.clip_coef
+        v, eps = self.cfg.vapor, self.hp.clip_coef
         beta = self.current_beta()
         log_ratio = new_logprob - mb["logprobs"]
         ratio = log_ratio.exp()
@@ -115,7 +115,7 @@ class VAPOR(PPO):
         posterior_entropy = bernoulli_entropy(posterior)
         bonus = v.exploration_bonus * (posterior_entropy * entropy).mean()
         entropy_mean = entropy.mean()
-        loss = pg_loss + kl_penalty - bonus - self.cfg.ppo.ent_coef * entropy_mean
+        loss = pg_loss + kl_penalty - bonus - self.hp.ent_coef * entropy_mean
         with torch.no_grad():
             clipfrac = ((ratio - 1.0).abs() > eps).float().mean()
         return loss, {

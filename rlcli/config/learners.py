@@ -1,7 +1,9 @@
-"""Config sections of the generalization study's learners: ``dqn``, ``es`` and ``gar`` (torch-free).
+"""Config sections of the generalization study's learners: ``dqn``, ``es``, ``a2c`` and ``gar`` (torch-free).
 
 ``schema.py`` registers them: PPO and DQN use ``gar`` (gradient agreement, and the GAS diagnostic), ES
-uses ``es`` and refuses the ``gar`` technique, since it computes no gradients.
+uses ``es`` and refuses the ``gar`` technique, since it computes no gradients. The ``a2c`` section here is
+the trainable A2C algorithm's (``rlcli train a2c``); the AD pipeline's tabular source A2C has its own
+``a2c`` section in rlcli.config.ad.
 """
 
 from __future__ import annotations
@@ -51,6 +53,25 @@ class ESConfig:
 
 
 @dataclass
+class A2CLearnerConfig:
+    learning_rate: float = option(7e-4, "Learning rate of the optimizer.", min=0.0)
+    num_steps: int = option(5, "Rollout length per environment between updates (one gradient step each).",
+                            min=1)
+    gamma: float = option(0.99, "Discount factor.", min=0.0, max=1.0)
+    gae_lambda: float = option(1.0, "GAE lambda (1.0 = the n-step returns of the A2C paper).", min=0.0, max=1.0)
+    ent_coef: float = option(0.0, "Entropy bonus coefficient.", min=0.0)
+    vf_coef: float = option(0.5, "Value loss coefficient (the value loss is the mean squared error).", min=0.0)
+    max_grad_norm: float = option(0.5, "Global gradient-norm clip.", min=0.0)
+    optimizer: str = option("rmsprop", "Optimizer of the A2C paper (rmsprop) or adam.", choices=("rmsprop", "adam"))
+    rmsprop_alpha: float = option(0.99, "RMSprop smoothing constant of the squared-gradient average.",
+                                  min=0.0, max=1.0)
+    optimizer_eps: float = option(3e-3, "Epsilon added to the root of the squared-gradient average (RMSprop, "
+                                  "Adam): 3e-3 is about SB3's 1e-5 inside the root.", min=0.0)
+    anneal_lr: bool = option(False, "Anneal the learning rate linearly to 0 over run.total_steps.")
+    norm_adv: bool = option(False, "Normalise advantages over each rollout.")
+
+
+@dataclass
 class GARConfig:
     levels: list[float] = option([0.0, 0.25, 0.5], "Variation levels of gar: each update takes one gradient per "
                                                    "level (env.num_envs envs each); GAS compares the same levels.",
@@ -63,7 +84,7 @@ class GARConfig:
 
 def check_es(cfg) -> None:
     """ES perturbs parameters and ranks returns: there is no gradient for gar to weigh."""
-    if "gar" in cfg.run.technique.split("+"):
+    if "gar" in cfg.run.techniques:
         raise ConfigError(f"technique '{cfg.run.technique}' needs gradients, and es computes none (it ranks "
                           "returns of perturbed parameters); use --technique baseline or reg with es")
     if cfg.es.population_size % 2:
@@ -71,14 +92,14 @@ def check_es(cfg) -> None:
 
 
 def check_gar(cfg) -> None:
-    if "gar" in cfg.run.technique.split("+") and len(cfg.gar.levels) < 2:
+    if "gar" in cfg.run.techniques and len(cfg.gar.levels) < 2:
         raise ConfigError(f"gar needs at least two variation levels, got gar.levels = {cfg.gar.levels}")
 
 
 def check_variation(cfg) -> None:
     """An env without variations refuses a nonzero ``env.variation_level`` and gar (which trains on several
     levels): both would otherwise run on identical copies of the env and report variation effects of zero."""
-    uses_levels = "gar" in cfg.run.technique.split("+")
+    uses_levels = "gar" in cfg.run.techniques
     if cfg.env.variation_level == 0.0 and not uses_levels:
         return  # nothing to check: the registry (and gymnasium) is not imported for the common case
     from rlcli.envs.registry import refuse_without_variation

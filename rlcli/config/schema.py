@@ -15,6 +15,7 @@ from typing import Any
 
 from rlcli.config.fields import ConfigError, check_range, close_match, coerce, option, type_name
 from rlcli.config.learners import (
+    A2CLearnerConfig,
     DQNConfig,
     ESConfig,
     GARConfig,
@@ -44,6 +45,11 @@ class RunConfig:
     torch_threads: int = option(1, "torch intra-op threads (small nets run fastest on 1; 0 = torch default).",
                                 min=0)
     log_interval: float = option(2.0, "Seconds between metric flushes and plain progress lines.", min=0.1)
+
+    @property
+    def techniques(self) -> frozenset[str]:
+        """The parts of ``technique``, the one place it is parsed: "gar+reg" -> {"gar", "reg"}, "baseline" -> {}."""
+        return frozenset(self.technique.split("+")) - {"baseline"}
 
 
 @dataclass
@@ -167,6 +173,7 @@ register_algo("vapor", {"ppo": PPOConfig, "gar": GARConfig, "vapor": VaporConfig
 register_algo("dqn", {"dqn": DQNConfig, "gar": GARConfig}, check_gar)
 register_algo("es", {"es": ESConfig}, check_es)
 register_algo("rnd", {"ppo": RNDPPOConfig, "rnd": RNDConfig}, check_no_gar)
+register_algo("a2c", {"a2c": A2CLearnerConfig}, check_no_gar)
 
 
 def _register_ad() -> None:

@@ -41,8 +41,8 @@ class Algorithm:
     def evaluate(self, cfg: Any, episodes: int, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(returns (N,), lengths (N,)) of the loop's evaluation; by default ``episodes`` episodes of
         :meth:`act` in the eval env. Learners that evaluate differently (AD: in context) override it."""
-        from rlcli.engine.train import EVAL_SEED_OFFSET
-        from rlcli.evaluation.episodes import run_episodes
+        from rlcli.engine.episodes import run_episodes  # imports the env registry: only when evaluating
+        from rlcli.engine.seeding import EVAL_SEED_OFFSET
 
         return run_episodes(lambda obs: self.act(obs, deterministic), cfg.env, episodes,
                             seed=cfg.run.seed + EVAL_SEED_OFFSET)

@@ -20,7 +20,8 @@ import torch
 
 
 class FusedAdam:
-    """One parameter group; ``param_groups[0]["lr"]`` may be changed between steps (schedules do)."""
+    """Parameter groups as torch's (``add_param_group`` adds one with the first group's settings);
+    ``param_groups[i]["lr"]`` may be changed between steps (schedules do)."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False):
@@ -33,18 +34,29 @@ class FusedAdam:
             "fused": True, "decoupled_weight_decay": decoupled_weight_decay}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
 
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """A further group (RND's predictor): its own ``params``, other settings as the first group's."""
+        params = list(group["params"])
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        self.param_groups.append({**self.param_groups[0], **group, "params": params})
+
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.param_groups[0]["params"]:
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.detach_().zero_()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
 
     @torch.no_grad()
     def step(self) -> None:
-        group = self.param_groups[0]
+        for group in self.param_groups:
+            self._step_group(group)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
@@ -63,23 +75,31 @@ class FusedAdam:
                weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None,
                found_inf=None)
 
+    def _all_params(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
     def state_dict(self) -> dict[str, Any]:
-        group = self.param_groups[0]
-        index = {id(p): i for i, p in enumerate(group["params"])}
-        return {"state": {index[id(p)]: dict(s) for p, s in self.state.items()},
-                "param_groups": [{**{k: v for k, v in group.items() if k != "params"},
-                                  "params": list(range(len(group["params"])))}]}
+        """torch's layout: parameters numbered consecutively across groups."""
+        index = {id(p): i for i, p in enumerate(self._all_params())}
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(start, start + n))})
+            start += n
+        return {"state": {index[id(p)]: dict(s) for p, s in self.state.items()}, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        group = self.param_groups[0]
         saved = state_dict["param_groups"]
-        if len(saved) != 1 or len(saved[0]["params"]) != len(group["params"]):
+        if len(saved) != len(self.param_groups) or any(
+                len(s["params"]) != len(g["params"]) for s, g in zip(saved, self.param_groups, strict=True)):
             raise ValueError("the saved optimizer state belongs to other parameters")
-        for key in ("lr", "eps", "weight_decay"):
-            group[key] = saved[0].get(key, group[key])
-        group["betas"] = tuple(saved[0].get("betas", group["betas"]))
+        for group, saved_group in zip(self.param_groups, saved, strict=True):
+            for key in ("lr", "eps", "weight_decay"):
+                group[key] = saved_group.get(key, group[key])
+            group["betas"] = tuple(saved_group.get("betas", group["betas"]))
         self.state = {}
-        params = group["params"]
+        params = self._all_params()
         for i, s in state_dict["state"].items():
             p = params[int(i)]
             self.state[p] = {"step": torch.as_tensor(s["step"], dtype=torch.float32).to(p.device).reshape(()),

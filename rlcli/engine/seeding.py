@@ -1,4 +1,8 @@
-"""Seeding and device selection."""
+"""Seeding and device selection, and the one place that says which seeds each kind of env gets.
+
+A run with seed ``s`` trains on envs seeded ``s``; its evaluation envs use ``s + EVAL_SEED_OFFSET`` and the
+GAS probe envs ``s + PROBE_SEED_OFFSET``, so no two kinds share an episode.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ import numpy as np
 import torch
 
 from rlcli.config.fields import ConfigError
+
+EVAL_SEED_OFFSET = 10_000  # evaluation envs never share seeds with training envs
+PROBE_SEED_OFFSET = 50_000  # GAS probe envs never share seeds with training or evaluation envs
 
 
 def seed_everything(seed: int) -> None:

@@ -29,8 +29,6 @@ from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint
 from rlcli.storage.metrics import MetricsWriter
 from rlcli.storage.runs import CHECKPOINT_BEST, CHECKPOINT_LAST, write_config
 
-EVAL_SEED_OFFSET = 10_000  # evaluation envs never share seeds with training envs
-
 
 @dataclass
 class TrainResult:

@@ -58,8 +58,8 @@ def evaluate(run_or_checkpoint: str | Path, episodes: int = 10, deterministic: b
     """Evaluate the policy of a run folder (its ``checkpoints/<checkpoint>.h5``) or of a checkpoint file.
 
     ``reporter`` (an :class:`~rlcli.engine.progress.CountReporter`) follows the episodes as they finish."""
-    from rlcli.engine.train import EVAL_SEED_OFFSET
-    from rlcli.evaluation.episodes import run_episodes
+    from rlcli.engine.episodes import run_episodes
+    from rlcli.engine.seeding import EVAL_SEED_OFFSET
 
     reporter = reporter or CountReporter()
     algo, cfg, path, step = load_for_inference(run_or_checkpoint, checkpoint, overrides)

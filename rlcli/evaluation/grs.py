@@ -19,13 +19,16 @@ the run in ``<run>/shift.h5`` (see :mod:`rlcli.storage.shift`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rlcli.config.fields import ConfigError
 from rlcli.engine.progress import CountReporter
+
+if TYPE_CHECKING:
+    from rlcli.storage.shift import ShiftResult
 
 DEFAULT_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -65,27 +68,6 @@ def grs_score(levels: np.ndarray | list[float], performance: np.ndarray | list[f
     return area / float(x[-1] - x[0])
 
 
-@dataclass
-class ShiftResult:
-    """Evaluation of one policy at each shift level."""
-
-    levels: np.ndarray  # (L,) variation levels
-    returns: np.ndarray  # (L, N) episode returns, N episodes per level
-    grs: float
-    checkpoint: str  # the checkpoint evaluated
-    step: int  # env steps it was trained for
-    deterministic: bool = True
-    path: Path | None = None  # where the curve was stored
-
-    @property
-    def mean_returns(self) -> np.ndarray:
-        return self.returns.mean(axis=1)
-
-    @property
-    def std_returns(self) -> np.ndarray:
-        return self.returns.std(axis=1)
-
-
 def shift_file_for(run_or_checkpoint: str | Path, checkpoint_path: Path) -> Path:
     """Where a shift curve is stored: ``<run>/shift.h5`` for a run folder or a checkpoint inside one,
     ``<file>.shift.h5`` beside a lone checkpoint file."""
@@ -114,11 +96,11 @@ def evaluate_shift(run_or_checkpoint: str | Path, levels: str | list[float] = DE
     """
     grid = parse_levels(levels)  # bad levels fail before torch is imported
 
-    from rlcli.engine.train import EVAL_SEED_OFFSET
+    from rlcli.engine.episodes import run_episodes
+    from rlcli.engine.seeding import EVAL_SEED_OFFSET
     from rlcli.envs.registry import refuse_without_variation
-    from rlcli.evaluation.episodes import run_episodes
     from rlcli.evaluation.evaluate import load_for_inference
-    from rlcli.storage.shift import write_shift
+    from rlcli.storage.shift import ShiftResult, write_shift
 
     reporter = reporter or CountReporter()
     algo, cfg, path, step = load_for_inference(run_or_checkpoint, checkpoint, overrides)

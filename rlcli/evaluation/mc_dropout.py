@@ -60,8 +60,8 @@ def mc_dropout_evaluate(run_or_checkpoint: str | Path, samples: int, episodes: i
                         reporter: CountReporter | None = None) -> MCDropoutResult:
     """Play ``episodes`` episodes with ``samples`` dropout masks per step; see the module docstring.
     ``reporter`` (a :class:`~rlcli.engine.progress.CountReporter`) follows the episodes as they finish."""
-    from rlcli.engine.train import EVAL_SEED_OFFSET
-    from rlcli.evaluation.episodes import run_episodes
+    from rlcli.engine.episodes import run_episodes
+    from rlcli.engine.seeding import EVAL_SEED_OFFSET
     from rlcli.evaluation.evaluate import load_for_inference
 
     if samples < 1:

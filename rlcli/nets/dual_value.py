@@ -4,6 +4,9 @@ A :class:`DualValueActorCritic` is an ordinary :class:`ActorCritic` (``forward``
 extrinsic value, so PPO can train it as is) that also predicts an intrinsic value. Its rollout steps carry
 the intrinsic value as the experience-spec extra ``int_values``, which the rollout buffer stores with no
 change to the collector.
+
+``make_dual_value_policy`` builds one: CleanRL's MLP with a second value head (``mlp``), the RND paper's
+CNN (``cnn``), or a registered policy that is one already (``vit-explorative``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 from torch import nn
 
 from rlcli.config.fields import ConfigError
+from rlcli.nets.cnn import nature_conv_dim, nature_convs
 from rlcli.nets.mlp import flat_dim, layer_init, mlp, obs_to_float
 from rlcli.nets.policies import ActorCritic, PolicyStep, TensorSpec, categorical_sample, make_policy
 
@@ -53,16 +57,37 @@ class DualMLPActorCritic(DualValueActorCritic):
         return self.actor(x), self.critic_ext(hidden).squeeze(-1), self.critic_int(hidden).squeeze(-1)
 
 
+class RNDCNNActorCritic(DualValueActorCritic):
+    """The RND paper's convolutional actor-critic, as in CleanRL's ppo_rnd_envpool.py: the Nature-DQN
+    convolutions over (4, 84, 84) frames scaled to [0, 1], two dense layers (256, 448), an extra residual
+    layer for the value heads, and a 448-unit actor layer."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int):
+        super().__init__()
+        feat = nature_conv_dim(obs_shape)
+        self.network = nn.Sequential(nature_convs(obs_shape[0]), layer_init(nn.Linear(feat, 256)), nn.ReLU(),
+                                     layer_init(nn.Linear(256, 448)), nn.ReLU())
+        self.extra_layer = nn.Sequential(layer_init(nn.Linear(448, 448), gain=0.1), nn.ReLU())
+        self.actor = nn.Sequential(layer_init(nn.Linear(448, 448), gain=0.01), nn.ReLU(),
+                                   layer_init(nn.Linear(448, n_actions), gain=0.01))
+        self.critic_ext = layer_init(nn.Linear(448, 1), gain=0.01)
+        self.critic_int = layer_init(nn.Linear(448, 1), gain=0.01)
+
+    def heads(self, obs):
+        hidden = self.network(obs.float() / 255.0)
+        features = self.extra_layer(hidden) + hidden
+        return (self.actor(hidden), self.critic_ext(features).squeeze(-1),
+                self.critic_int(features).squeeze(-1))
+
+
 def make_dual_value_policy(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> DualValueActorCritic:
     """The policy ``policy_cfg.name`` with an intrinsic value head: ``mlp`` becomes :class:`DualMLPActorCritic`,
-    ``cnn`` the RND paper's CNN (rlcli.nets.cnn_rnd), others must be dual-value policies already."""
+    ``cnn`` :class:`RNDCNNActorCritic`, others must be dual-value policies already."""
+    if policy_cfg.name in ("mlp", "cnn") and not isinstance(action_space, gym.spaces.Discrete):
+        raise ConfigError(f"policy '{policy_cfg.name}' needs a discrete action space, got {action_space}")
     if policy_cfg.name == "cnn":
-        from rlcli.nets.cnn_rnd import make_rnd_cnn
-
-        return make_rnd_cnn(policy_cfg, obs_space, action_space)
+        return RNDCNNActorCritic(obs_space.shape, int(action_space.n))
     if policy_cfg.name == "mlp":
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise ConfigError(f"policy 'mlp' needs a discrete action space, got {action_space}")
         return DualMLPActorCritic(obs_space.shape, int(action_space.n), policy_cfg.hidden_sizes,
                                   policy_cfg.activation)
     policy = make_policy(policy_cfg, obs_space, action_space)

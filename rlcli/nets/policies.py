@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from rlcli.config.fields import ConfigError, close_match
-from rlcli.nets.mlp import flat_dim, obs_to_float
+from rlcli.nets.cnn import NatureCNN
+from rlcli.nets.mlp import flat_dim, layer_init, obs_to_float
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,20 @@ class MLPActorCritic(ActorCritic):
         return h[0], h[1, :, 0]  # logits (B, A), value (B,)
 
 
+class CNNActorCritic(ActorCritic):
+    """A shared Nature-CNN torso with linear actor and critic heads (CleanRL's Atari PPO agent)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden: int = 256):
+        super().__init__()
+        self.torso = NatureCNN(obs_shape, hidden)
+        self.actor = layer_init(nn.Linear(hidden, n_actions), gain=0.01)
+        self.critic = layer_init(nn.Linear(hidden, 1), gain=1.0)
+
+    def forward(self, obs, extras=None):
+        h = self.torso(obs)
+        return self.actor(h), self.critic(h).squeeze(-1)
+
+
 PolicyFactory = Callable[[object, gym.Space, gym.Space], ActorCritic]
 
 
@@ -139,9 +154,8 @@ def _mlp_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> A
 
 
 def _cnn_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
-    from rlcli.nets.cnn import cnn_policy_factory  # the module imports this one
-
-    return cnn_policy_factory(policy_cfg, obs_space, action_space)
+    hidden = policy_cfg.hidden_sizes[-1] if policy_cfg.hidden_sizes else 256
+    return CNNActorCritic(obs_space.shape, int(action_space.n), hidden)
 
 
 POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory, "cnn": _cnn_factory}

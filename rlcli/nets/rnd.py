@@ -1,9 +1,9 @@
 """Random Network Distillation's networks (Burda et al. 2018): a fixed random target and a trained predictor.
 
 Both map a normalised observation to an ``output_size`` embedding; the predictor's squared error is the
-novelty of the observation. For images (C, H, W) both use the RND paper's convolutional torso (LeakyReLU),
-the predictor with two more dense layers; for vectors, MLPs of ``hidden_sizes`` (the predictor one layer
-deeper).
+novelty of the observation. For images (C, H, W) both use the Nature-DQN convolutions with LeakyReLU (the
+RND paper's torso), the predictor with two more dense layers; for vectors, MLPs of ``hidden_sizes`` (the
+predictor one layer deeper).
 """
 
 from __future__ import annotations
@@ -11,15 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rlcli.nets.cnn import nature_conv_dim, nature_convs
 from rlcli.nets.mlp import flat_dim, layer_init
-
-
-def _conv_torso(in_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)), nn.LeakyReLU(),
-        layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.LeakyReLU(),
-        layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.LeakyReLU(),
-        nn.Flatten())
 
 
 def _mlp(in_dim: int, hidden_sizes: list[int], out_dim: int) -> nn.Sequential:
@@ -38,11 +31,11 @@ class RNDNetworks(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], output_size: int = 512, hidden_sizes: list[int] = (64, 64)):
         super().__init__()
         if len(obs_shape) == 3:
-            with torch.no_grad():
-                feat = _conv_torso(obs_shape[0])(torch.zeros(1, *obs_shape)).shape[1]
-            self.target = nn.Sequential(_conv_torso(obs_shape[0]), layer_init(nn.Linear(feat, output_size)))
+            feat = nature_conv_dim(obs_shape)
+            self.target = nn.Sequential(nature_convs(obs_shape[0], nn.LeakyReLU),
+                                        layer_init(nn.Linear(feat, output_size)))
             self.predictor = nn.Sequential(
-                _conv_torso(obs_shape[0]),
+                nature_convs(obs_shape[0], nn.LeakyReLU),
                 layer_init(nn.Linear(feat, 512)), nn.ReLU(),
                 layer_init(nn.Linear(512, 512)), nn.ReLU(),
                 layer_init(nn.Linear(512, output_size)))

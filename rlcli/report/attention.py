@@ -20,7 +20,7 @@ def collect_attention(run_or_checkpoint: str | Path, frames: int = 4, steps: int
     evenly spaced steps. Raises ConfigError when the run's policy has no attention maps."""
     import torch
 
-    from rlcli.engine.train import EVAL_SEED_OFFSET
+    from rlcli.engine.seeding import EVAL_SEED_OFFSET
     from rlcli.envs.registry import make_single_env
     from rlcli.evaluation.evaluate import load_for_inference
 

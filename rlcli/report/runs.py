@@ -38,7 +38,7 @@ class RunRecord:
     best_eval: float | None  # the highest eval_return
     wall_time: float | None  # s, cumulative over resumes
     metrics: dict[str, np.ndarray] = field(repr=False)  # name -> (N, 2) [step, value]
-    shift: object | None = None  # rlcli.evaluation.grs.ShiftResult when the run was evaluated under shift
+    shift: object | None = None  # rlcli.storage.shift.ShiftResult when the run was evaluated under shift
     config: dict[str, object] = field(default_factory=dict, repr=False)  # config.toml as dotted key -> value
 
     @property

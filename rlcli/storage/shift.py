@@ -11,6 +11,7 @@ Written atomically (temporary file + rename), so a reader never sees half a curv
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -22,8 +23,29 @@ SHIFT_FILE = "shift.h5"
 FORMAT = "rlcli-shift"
 
 
-def write_shift(path: Path, result) -> None:
-    """Store a :class:`rlcli.evaluation.grs.ShiftResult` at ``path`` atomically."""
+@dataclass
+class ShiftResult:
+    """Evaluation of one policy at each shift level (computed by :func:`rlcli.evaluation.grs.evaluate_shift`)."""
+
+    levels: np.ndarray  # (L,) variation levels
+    returns: np.ndarray  # (L, N) episode returns, N episodes per level
+    grs: float  # the Generalization Robustness Score of the curve (rlcli.evaluation.grs.grs_score)
+    checkpoint: str  # the checkpoint evaluated
+    step: int  # env steps it was trained for
+    deterministic: bool = True
+    path: Path | None = None  # where the curve was stored
+
+    @property
+    def mean_returns(self) -> np.ndarray:
+        return self.returns.mean(axis=1)
+
+    @property
+    def std_returns(self) -> np.ndarray:
+        return self.returns.std(axis=1)
+
+
+def write_shift(path: Path, result: ShiftResult) -> None:
+    """Store ``result`` at ``path`` atomically."""
     from rlcli.storage.checkpoint import atomic_write_h5
 
     def write(f: h5py.File) -> None:
@@ -38,10 +60,8 @@ def write_shift(path: Path, result) -> None:
     atomic_write_h5(Path(path), write)
 
 
-def read_shift(path: Path | str):
-    """The :class:`~rlcli.evaluation.grs.ShiftResult` stored at ``path``; None when there is none."""
-    from rlcli.evaluation.grs import ShiftResult
-
+def read_shift(path: Path | str) -> ShiftResult | None:
+    """The curve stored at ``path``; None when there is none."""
     path = Path(path)
     if not path.is_file():
         return None

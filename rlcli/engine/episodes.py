@@ -1,4 +1,5 @@
-"""Evaluation episodes: play N whole episodes of a policy in a vectorized copy of the env."""
+"""Evaluation episodes: play N whole episodes of a policy in a vectorized copy of the env (the training loop's
+evaluation and `rlcli eval` both use it)."""
 
 from __future__ import annotations
 
