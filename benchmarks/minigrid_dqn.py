@@ -38,12 +38,15 @@ def random_policy_outcomes(episodes_budget: int = 1500) -> tuple[float, float]:
 
 def register_index_encoding() -> None:
     from rlcli.envs.minigrid import make_minigrid, make_minigrid_vec
-    from rlcli.envs.registry import EnvEntry, register_env
+    from rlcli.registry import register_env
+    from rlcli.specs import EnvSpec
 
-    register_env("minigrid-index", EnvEntry(
+    register_env(EnvSpec(
+        "minigrid-index", "MiniGrid Dynamic-Obstacles with the seed's observation encoding",
         lambda c, n, s: make_minigrid_vec(c.variation_level, n, c.max_episode_steps, "index"),
         lambda c, s, r=None: make_minigrid(c.variation_level, r, c.max_episode_steps, "index"),
-        "rlcli[minigrid]", "MiniGrid Dynamic-Obstacles with the seed's observation encoding"))
+        "rlcli[minigrid]", modules=("minigrid",), variation=True,
+        keys=("id", "num_envs", "variation_level", "max_episode_steps")))
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def vit_cfg(*overrides: str, algo: str = "ppo"):
 
 def first_minibatch_ratio(consistent: bool, algo_name: str = "ppo") -> torch.Tensor:
     """pi_new / pi_old of every sample of the first minibatch of the first epoch of a real PPO/VAPOR iteration."""
-    from rlcli.algos import algorithm_class
+    from rlcli.registry import algorithm_class
 
     seed_everything(0)
     cfg = vit_cfg(f"policy.consistent_dropout={str(consistent).lower()}", "ppo.num_steps=32", algo=algo_name)

@@ -96,20 +96,6 @@ def check_gar(cfg) -> None:
         raise ConfigError(f"gar needs at least two variation levels, got gar.levels = {cfg.gar.levels}")
 
 
-def check_variation(cfg) -> None:
-    """An env without variations refuses a nonzero ``env.variation_level`` and gar (which trains on several
-    levels): both would otherwise run on identical copies of the env and report variation effects of zero."""
-    uses_levels = "gar" in cfg.run.techniques
-    if cfg.env.variation_level == 0.0 and not uses_levels:
-        return  # nothing to check: the registry (and gymnasium) is not imported for the common case
-    from rlcli.envs.registry import refuse_without_variation
-
-    if cfg.env.variation_level != 0.0:
-        refuse_without_variation(cfg.env.id, f"env.variation_level = {cfg.env.variation_level:g} asks for a variation")
-    if uses_levels:
-        refuse_without_variation(cfg.env.id, f"technique '{cfg.run.technique}' trains on several variation levels")
-
-
 def check_no_gar(cfg) -> None:
     """Learners that implement neither gradient agreement nor the reg penalty (RND) refuse both rather than
     silently ignore them."""

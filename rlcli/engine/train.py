@@ -57,7 +57,7 @@ def default_run_name(cfg: Config) -> str:
 
 
 def build_algorithm(cfg: Config, algorithm: Callable[[Config, torch.device], Algorithm] | None = None) -> Algorithm:
-    from rlcli.algos import algorithm_class
+    from rlcli.registry import algorithm_class
 
     seed_everything(cfg.run.seed)
     if cfg.run.torch_threads:

@@ -17,7 +17,6 @@ Montezuma's Revenge also reports ``info["room"]`` (RAM byte 3).
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from typing import Any
 
@@ -27,6 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rlcli.envs.legacy_gym import import_legacy_gym
+from rlcli.envs.variants import game_from_id, rom_name  # noqa: F401 - game_from_id: importable from here too
 
 FRAME_SKIP = 4
 STACK = 4
@@ -78,22 +78,6 @@ class AreaResize:
         rows = (frame[self.row_idx].astype(np.float32) * self.row_w[:, :, None]).sum(1)  # (h, W)
         out = (rows[:, self.col_idx] * self.col_w[None]).sum(2)  # (h, w)
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def rom_name(game: str) -> str:
-    """``MontezumaRevenge`` -> ``montezuma_revenge`` (ale-py's ROM and envpool's task names)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
-
-
-def game_from_id(env_id: str) -> str:
-    """``atari:MontezumaRevenge`` -> ``MontezumaRevenge`` (also accepts ``...NoFrameskip-v4`` / ``-v5``)."""
-    game = env_id.split(":", 1)[1] if ":" in env_id else ""
-    game = re.sub(r"(NoFrameskip)?-v\d+$", "", game)
-    if not game:
-        from rlcli.config.fields import ConfigError
-
-        raise ConfigError(f"environment '{env_id}' names no game; use e.g. atari:MontezumaRevenge or atari:Pong")
-    return game
 
 
 class AtariEnv(gym.Env):

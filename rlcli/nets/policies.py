@@ -1,4 +1,5 @@
-"""Actor-critic policies for discrete actions, and the policy registry (``policy.name``).
+"""Actor-critic policies for discrete actions, and :func:`make_policy` (``policy.name``, registered in
+``rlcli/nets/__init__.py``).
 
 Every policy implements the same small interface, so PPO, VAPOR and RND never look inside it:
 
@@ -19,7 +20,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlcli.config.fields import ConfigError, close_match
+from rlcli.config.fields import ConfigError
 from rlcli.nets.cnn import NatureCNN
 from rlcli.nets.mlp import flat_dim, layer_init, obs_to_float
 
@@ -149,33 +150,22 @@ class CNNActorCritic(ActorCritic):
 PolicyFactory = Callable[[object, gym.Space, gym.Space], ActorCritic]
 
 
-def _mlp_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+def mlp_policy(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
     return MLPActorCritic(obs_space.shape, int(action_space.n), policy_cfg.hidden_sizes, policy_cfg.activation)
 
 
-def _cnn_factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+def cnn_policy(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
     hidden = policy_cfg.hidden_sizes[-1] if policy_cfg.hidden_sizes else 256
     return CNNActorCritic(obs_space.shape, int(action_space.n), hidden)
 
 
-POLICIES: dict[str, PolicyFactory] = {"mlp": _mlp_factory, "cnn": _cnn_factory}
-# modules that register more policies when imported (imported by make_policy, so torch loads only when used)
-POLICY_MODULES: list[str] = ["rlcli.nets.vit_explorative", "rlcli.nets.vit_consistent_dropout"]
-
-
-def register_policy(name: str, factory: PolicyFactory) -> None:
-    POLICIES[name] = factory
-
-
 def make_policy(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
-    """Build ``policy_cfg.name`` for the env's single observation and action spaces."""
-    import importlib
+    """Build ``policy_cfg.name`` (registered in ``rlcli/nets/__init__.py``) for the env's single spaces."""
+    from rlcli.registry import policy_spec
+    from rlcli.specs import load_target
 
-    for module in POLICY_MODULES:
-        importlib.import_module(module)
+    spec = policy_spec(policy_cfg.name)
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ConfigError(f"policy '{policy_cfg.name}' needs a discrete action space, got {action_space}")
-    if policy_cfg.name not in POLICIES:
-        raise ConfigError(f"unknown policy '{policy_cfg.name}'{close_match(policy_cfg.name, list(POLICIES))}; "
-                          f"choose one of {', '.join(sorted(POLICIES))}")
-    return POLICIES[policy_cfg.name](policy_cfg, obs_space, action_space)
+    factory: PolicyFactory = load_target(spec.target)
+    return factory(policy_cfg, obs_space, action_space)

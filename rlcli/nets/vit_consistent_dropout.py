@@ -32,7 +32,7 @@ from torch import nn
 from rlcli.nets.consistent_dropout import ConsistentDropout
 from rlcli.nets.mlp import ACTIVATIONS, layer_init, mlp
 from rlcli.nets.perceiver import PerceiverEncoder, Tokenizer, choose_tokenizer
-from rlcli.nets.policies import ActorCritic, TensorSpec, register_policy
+from rlcli.nets.policies import ActorCritic, TensorSpec
 
 MASK_PREFIX = "dropout_mask."
 
@@ -110,5 +110,3 @@ def _factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> ViTCo
         num_heads=policy_cfg.perceiver_heads,
         obs_scale=1.0 / 255.0 if is_pixels else 1.0)
 
-
-register_policy("vit-consistent-dropout", _factory)

@@ -23,7 +23,6 @@ from torch import nn
 from rlcli.config.fields import ConfigError
 from rlcli.nets.dual_value import DualValueActorCritic
 from rlcli.nets.mlp import layer_init
-from rlcli.nets.policies import register_policy
 
 EXPLORE, EXPLOIT = 0, 1  # token positions
 
@@ -117,5 +116,3 @@ def _factory(policy_cfg, obs_space: gym.Space, action_space: gym.Space) -> Explo
     return ExplorativeViT(obs_space.shape, int(action_space.n), policy_cfg.vit_patch_size, policy_cfg.vit_dim,
                           policy_cfg.vit_depth, policy_cfg.vit_heads, policy_cfg.vit_mlp_dim)
 
-
-register_policy("vit-explorative", _factory)

@@ -90,14 +90,12 @@ def _list(table: dict[str, Any], key: str, kind: type, path: Path) -> list:
 
 
 def _check_env(env: str, path: Path) -> None:
-    from rlcli.envs.registry import ENVS
+    from rlcli.registry import env_spec, refuse_without_variation
 
-    family = env.split(":")[0]
-    if family not in ENVS:
-        raise ConfigError(f"unknown environment '{env}' in '{path}'{close_match(family, list(ENVS))}; "
-                          f"choose among {', '.join(sorted(ENVS))}")
-    from rlcli.envs.registry import refuse_without_variation
-
+    try:
+        env_spec(env)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (in '{path}')") from None
     refuse_without_variation(env, f"a study evaluates every run under shift ('{path}')")
 
 
