@@ -149,7 +149,7 @@ def check_config(cfg: Any) -> None:
     if env.observation not in algo.observations:
         raise ConfigError(f"{cfg.algo} learns from {' or '.join(algo.observations)} observations; '{cfg.env.id}' "
                           f"gives {env.observation} ones")
-    _check_env_keys(cfg, env)
+    _check_env_keys(cfg, env_keys(algo, env))
     for part in technique_parts(cfg.run.technique):
         if part not in algo.techniques:
             have = [a.name for a in _algos.values() if part in a.techniques]
@@ -170,10 +170,15 @@ def check_config(cfg: Any) -> None:
         algo.check(cfg)
 
 
-def _check_env_keys(cfg: Any, env: EnvSpec) -> None:
-    """A changed env key that the env family never reads would be silently ignored: refuse it."""
+def env_keys(algo: AlgoSpec, env: EnvSpec) -> tuple[str, ...]:
+    """The env.* keys that change a run of ``algo`` on ``env``."""
+    return tuple(k for k in env.keys if algo.env_keys is None or k in algo.env_keys)
+
+
+def _check_env_keys(cfg: Any, keys: tuple[str, ...]) -> None:
+    """A changed env key that the run never reads would be silently ignored: refuse it."""
     defaults = type(cfg.env)()
     for f in dataclasses.fields(cfg.env):
-        if f.name not in env.keys and getattr(cfg.env, f.name) != getattr(defaults, f.name):
-            raise ConfigError(f"env.{f.name} does not apply to '{cfg.env.id}' (it reads "
-                              f"{', '.join('env.' + k for k in env.keys)}); drop it")
+        if f.name not in keys and getattr(cfg.env, f.name) != getattr(defaults, f.name):
+            raise ConfigError(f"env.{f.name} does not apply to {cfg.algo} on '{cfg.env.id}' (it reads "
+                              f"{', '.join('env.' + k for k in keys)}); drop it")

@@ -37,6 +37,7 @@ class AlgoSpec:
     policies: tuple[str, ...] = ("mlp", "cnn")  # policy.name values it can build
     devices: tuple[str, ...] = ("cpu", "cuda")
     command: str = "train"  # the subcommand that trains it (ad: distill)
+    env_keys: tuple[str, ...] | None = None  # env.* keys it passes on to the env (None: all the env reads)
     check: Callable[[Any], None] | None = None  # check(cfg) raising ConfigError for combinations it cannot run
 
 

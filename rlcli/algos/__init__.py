@@ -34,5 +34,6 @@ ALGORITHMS: list[AlgoSpec] = [
     AlgoSpec("ad", "rlcli.ad.distill:AD", "Algorithm Distillation: a transformer trained on A2C learning "
              "histories (rlcli collect, then rlcli distill)",
              sections={"collect": CollectConfig, "a2c": A2CConfig, "ad": ADConfig}, observations=("discrete",),
-             variation=False, policies=("mlp",), command="distill", check=check_ad),
+             techniques=("baseline",), variation=False, policies=("mlp",), command="distill",
+             env_keys=("id", "max_episode_steps", "terminate_on_goal"), check=check_ad),
 ]

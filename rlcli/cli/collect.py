@@ -4,36 +4,56 @@ from __future__ import annotations
 
 import typer
 
+from rlcli.cli import values
 from rlcli.cli.app import app
 
 
-def ad_config(env: str, preset: str | None, overrides: list[str], extra: dict | None = None):
+def ad_config(env: str | None, preset: str | None, overrides: list[str], extra: dict | None = None):
     """The ``ad`` pipeline config of a collect/distill command line (preset default: darkroom-ad)."""
     from rlcli.config.presets import resolve_config
 
     return resolve_config("ad", env=env, preset=preset or "darkroom-ad", overrides=overrides, extra=extra)
 
 
+def print_ad_options(command: str, env: str | None, preset: str | None, overrides: list[str]) -> None:
+    from rlcli.cli.options import print_options
+    from rlcli.config.schema import describe_options
+
+    cfg = ad_config(env, preset, overrides)
+    print_options(describe_options("ad", resolved=cfg), f"rlcli {command}: options of the AD pipeline (set with --set "
+                                               "key=value; collect reads run, env, collect and a2c, distill "
+                                               "run, env and ad)")
+
+
 @app.command("collect")
 def collect_command(
-    env: str = typer.Argument("darkroom", help="Environment: darkroom."),
-    out: str = typer.Option(None, "--out", "-o", help="HDF5 file for the histories (an interrupted one resumes)."),
-    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or TOML file (default darkroom-ad)."),
-    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set collect.steps_per_agent=100000."),
+    env: str = typer.Argument("darkroom", help=f"Environment: {', '.join(values.ad_envs())}.",
+                              autocompletion=values.complete_env),
+    out: str = typer.Option(None, "--out", "-o", help="HDF5 file for the histories (required; an interrupted "
+                            "one resumes).", show_default=False),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or TOML file (default darkroom-ad).",
+                               autocompletion=values.complete_preset),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set collect.steps_per_agent=100000.",
+                                        autocompletion=values.complete_set),
     tasks: int = typer.Option(None, "--tasks", help="Collect only the first N training tasks (collect.max_train_tasks)."),
     steps: int = typer.Option(None, "--steps", help="Env steps per agent (collect.steps_per_agent)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the task split and the agents (run.seed)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda.", autocompletion=values.complete_device),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything a collection would, print the "
+                                 "resolved config as TOML and exit."),
     config_options: bool = typer.Option(False, "--config-options", help="List every option with type, default and help."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
     convert: tuple[str, str] | None = typer.Option(None, "--convert", metavar="OLD NEW",
                                             help="Rewrite a format-2 histories file OLD as format 3 at NEW, and exit."),
 ) -> None:
-    """Train A2C source agents on DarkRoom tasks, all at once, streaming their learning histories to --out."""
+    """Train A2C source agents on DarkRoom tasks, all at once, streaming their learning histories to --out.
+
+    Example: [bold]rlcli collect darkroom --out histories.h5 --preset darkroom-ad-small[/bold]
+    """
     import sys
 
-    from rlcli.cli.display import make_reporter, print_options
+    from rlcli.cli.display import make_reporter
+    from rlcli.config.fields import ConfigError
 
     if convert and convert[0] is not None:
         from pathlib import Path
@@ -41,18 +61,12 @@ def collect_command(
         from rlcli.storage.histories import convert_histories
 
         if Path(convert[1]).exists():
-            print(f"rlcli: '{convert[1]}' exists; choose another output file", file=sys.stderr)
-            raise typer.Exit(2)
+            raise ConfigError(f"'{convert[1]}' exists; choose another output file")
         n = convert_histories(*convert)
         print(f"converted {n} histories: {convert[0]} -> {convert[1]}")
         return
-    if out is None:
-        print("rlcli: collect needs --out FILE (or --convert OLD NEW)", file=sys.stderr)
-        raise typer.Exit(2)
     if config_options:
-        from rlcli.config.schema import describe_options
-
-        print_options(describe_options("ad"), "rlcli collect/distill: options (set with --set key=value)")
+        print_ad_options("collect", env, preset, overrides)
         return
     extra: dict = {"collect": {}, "run": {}}
     if tasks is not None:
@@ -64,6 +78,8 @@ def collect_command(
     if device is not None:
         extra["run"]["device"] = device
     cfg = ad_config(env, preset, overrides, {k: v for k, v in extra.items() if v} or None)
+    if out is None:
+        raise ConfigError("collect needs --out FILE (or --convert OLD NEW): rlcli collect darkroom --out histories.h5")
     if dry_run:
         sys.stdout.write(cfg.to_toml())
         return

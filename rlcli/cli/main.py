@@ -16,6 +16,7 @@ def _register() -> None:
 
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(f"rlcli.cli.{name}")
+    importlib.import_module("rlcli.cli.completion")  # `--install-completion` installs rlcli's bash script
 
 
 def expand_multi_value(argv: list[str]) -> list[str]:

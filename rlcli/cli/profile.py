@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rlcli.cli.app import app
+from rlcli.cli.app import app, refuse
 
 PROFILED_COMMANDS = ("train",)
 
@@ -22,7 +22,10 @@ def profile(
     trace: str = typer.Option(None, "--trace", help="Write a torch.profiler trace (TensorBoard/Chrome) to DIR."),
     keep_run: bool = typer.Option(False, "--keep-run", help="Keep the run folder (default: a temporary one)."),
 ) -> None:
-    """Profile a command line, e.g. [bold]rlcli profile train ppo --env cartpole --steps 20000[/bold]."""
+    """Profile a training command line: where the time of each phase goes, and an optional torch trace.
+
+    Example: [bold]rlcli profile train ppo --env cartpole --steps 20000 --trace prof/[/bold]
+    """
     from rlcli.config.fields import ConfigError
 
     args = list(ctx.args)
@@ -32,6 +35,9 @@ def profile(
     from rlcli.cli.train import config_from_args
 
     p = train_params(ctx, args[1:])
+    refuse({"--study": p["study"], "--workers": p["workers"], "--resume": p["resume"], "--dry-run": p["dry_run"],
+            "--config-options": p["config_options"], "--quiet": p["quiet"],
+            "--seeds (more than one)": p["seeds"][1:]}, "under profile (it profiles one run of one seed)")
     cfg = config_from_args(p["algo"], p["env"], p["preset"], p["overrides"], p["policy"], p["technique"],
                            p["steps"], p["device"], p["runs_dir"], p["name"], p["tensorboard"])
     if p["seeds"]:

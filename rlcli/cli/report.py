@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from rlcli.cli import values
 from rlcli.cli.app import app
 
 
 @app.command("report")
 def report_command(
-    runs: list[str] = typer.Argument(None, help="Run folders or folders of runs (default: runs/)."),
+    runs: list[str] = typer.Argument(None, help="Run folders or folders of runs (default: runs/).",
+                                     autocompletion=values.complete_run, show_default=False),
     curves: bool = typer.Option(False, "--curves", help="Learning-curve PNGs (mean over seeds with a band)."),
     grs: bool = typer.Option(False, "--grs", help="GRS degradation-curve PNGs (return vs shift level)."),
     heatmap: bool = typer.Option(False, "--heatmap", help="GRS heatmap PNG and coloured table (needs eval --shift)."),
@@ -17,7 +19,10 @@ def report_command(
     thresholds: list[str] = typer.Option([], "--threshold", help="ENV=RETURN for steps-to-threshold "
                                          "(repeatable; default cartpole=475)."),
 ) -> None:
-    """Summarise runs: algorithm, env, technique, seed, steps, eval returns, wall time, GRS."""
+    """Summarise runs: algorithm, env, technique, seed, steps, eval returns, wall time, GRS.
+
+    Example: [bold]rlcli report runs/ --curves --out report/[/bold]
+    """
     import rlcli
     from rlcli.config.fields import ConfigError
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import typer
 
-from rlcli.cli.app import app, exit_interrupted
+from rlcli import registry
+from rlcli.cli import values
+from rlcli.cli.app import app, exit_interrupted, refuse
 
 
 def resumed_config(resume: str, algo: str | None, env: str | None, overrides: list[str],
@@ -56,45 +58,71 @@ def config_from_args(algo: str | None, env: str | None, preset: str | None, over
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def train(
-    algo: str = typer.Argument(None, help="Algorithm: ppo, vapor, dqn, es, a2c, rnd."),
-    env: str = typer.Option(None, "--env", "-e", help="Environment: cartpole, minigrid, starpilot, atari:<Game>, mario."),
-    preset: str = typer.Option(None, "--preset", "-p", help="Preset name (presets/NAME.toml) or a TOML file."),
-    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set ppo.learning_rate=1e-3 (repeatable)."),
-    policy: str = typer.Option(None, "--policy", help="Policy network (policy.name)."),
-    technique: str = typer.Option(None, "--technique", help="baseline, reg, gar or gar+reg."),
+    algo: str = typer.Argument(None, help=f"Algorithm: {values.algo_list()}.", autocompletion=values.complete_algo,
+                               show_default=False),
+    env: str = typer.Option(None, "--env", "-e", help=f"Environment: {values.env_list()}.",
+                            autocompletion=values.complete_env),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name (presets/NAME.toml) or a TOML file.",
+                               autocompletion=values.complete_preset),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set ppo.learning_rate=1e-3 "
+                                        "(repeatable).", autocompletion=values.complete_set),
+    policy: str = typer.Option(None, "--policy", help=f"Policy network: {values.policy_list()}.",
+                               autocompletion=values.complete_policy),
+    technique: str = typer.Option(None, "--technique", help=f"{', '.join(registry.TECHNIQUES)}.",
+                                  autocompletion=values.complete_technique),
     seeds: list[int] = typer.Option([], "--seeds", help="Train one run per seed: --seeds 0 1 2."),
     steps: int = typer.Option(None, "--steps", help="Total env steps (run.total_steps)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda.", autocompletion=values.complete_device),
     runs_dir: str = typer.Option(None, "--runs-dir", help="Folder for run folders (default runs/)."),
     name: str = typer.Option(None, "--name", help="Run folder name."),
-    resume: str = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
+    resume: str = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint.",
+                               autocompletion=values.complete_run),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard events."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as TOML and exit."),
-    config_options: bool = typer.Option(False, "--config-options", help="List every option with type, default and help."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything a run would, print the resolved "
+                                 "config as TOML and exit."),
+    config_options: bool = typer.Option(False, "--config-options", help="List every option (of ALGO with "
+                                        "--env and --policy) with type, default and help."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
-    study: str = typer.Option(None, "--study", help="Run the experiment matrix of a study file, e.g. presets/generalization.toml."),
+    study: str = typer.Option(None, "--study", help="Run the experiment matrix of a study file, e.g. "
+                              "presets/generalization.toml.", autocompletion=values.complete_study),
     workers: int = typer.Option(None, "--workers", min=1, help="With --study: runs at a time (default: the file's study.workers)."),
     ray: str = typer.Option(None, "--ray", metavar="auto|ADDRESS", help="With --study: run each run as a Ray task on this cluster (auto: the one started here, else a local one)."),
 ) -> None:
-    """Train an agent; the run folder gets config.toml, metrics.h5 and checkpoints/."""
-    from rlcli.cli.display import make_reporter, print_options
-    from rlcli.config.schema import describe_options
+    """Train an agent; the run folder gets config.toml, metrics.h5 and checkpoints/.
+
+    Example: [bold]rlcli train ppo --env cartpole --seeds 0 1 2[/bold] (then [bold]rlcli eval runs/NAME[/bold])
+    """
+    from rlcli.cli.display import make_reporter
+    from rlcli.config.fields import ConfigError
 
     if study is not None:
-        _train_study(study, workers, dry_run, algo, env, resume, ray)
+        refuse({"ALGO": algo, "--env": env, "--preset": preset, "--set": overrides, "--policy": policy,
+                "--technique": technique, "--seeds": seeds, "--steps": steps, "--device": device,
+                "--runs-dir": runs_dir, "--name": name, "--resume": resume, "--tensorboard": tensorboard,
+                "--config-options": config_options},
+               "with --study: the study file sets every run (rerunning it resumes unfinished runs)")
+        _train_study(study, workers, dry_run, ray)
         return
     if ray is not None:
-        from rlcli.config.fields import ConfigError
-
         raise ConfigError("--ray runs the runs of a study on a Ray cluster; use it with --study FILE")
     if workers is not None:
-        from rlcli.config.fields import ConfigError
-
         raise ConfigError("--workers sets how many runs of a study run at a time; use it with --study FILE")
     if config_options:
-        target = algo or "ppo"
-        print_options(describe_options(target), f"rlcli train {target}: options (set with --set key=value)")
+        from rlcli.cli.options import print_options
+        from rlcli.config.schema import describe_options
+
+        target = _trained_here(algo or "ppo")
+        cfg = config_from_args(target, env, preset, overrides, policy, technique, steps, device, runs_dir, name,
+                               tensorboard)
+        print_options(describe_options(target, resolved=cfg),
+                      f"rlcli train {target}: options (set with --set key=value; defaults as this command "
+                      "line resolves them)")
         return
+    if resume is not None:
+        refuse({"--preset": preset, "--seeds": seeds, "--name": name, "--runs-dir": runs_dir},
+               "with --resume: the run keeps its folder, seed and resolved config")
+    elif algo is not None:
+        _trained_here(algo)
     base = config_from_args(algo, env, preset, overrides, policy, technique, steps, device, runs_dir, name,
                             tensorboard, resume)
     configs = []
@@ -125,20 +153,25 @@ def train(
               f"{ev} -> {result.run_dir}")
 
 
-def _train_study(path: str, workers: int | None, dry_run: bool, algo: str | None, env: str | None,
-                 resume: str | None, ray: str | None = None) -> None:
-    """``rlcli train --study FILE [--workers N] [--dry-run]``: exit 1 when any run failed."""
+def _trained_here(algo: str) -> str:
+    """``algo`` when ``rlcli train`` trains it; ConfigError naming the command that does otherwise."""
+    from rlcli.config.fields import ConfigError
+
+    spec = registry.algo_spec(algo)
+    if spec.command != "train":
+        raise ConfigError(f"{algo} is not trained by `rlcli train`: use `rlcli {spec.command}` ({spec.description})")
+    return algo
+
+
+def _train_study(path: str, workers: int | None, dry_run: bool, ray: str | None = None) -> None:
+    """``rlcli train --study FILE [--workers N | --ray auto|ADDRESS] [--dry-run]``: exit 1 when any run failed."""
     from rlcli.cli.app import RunFailed
+    from rlcli.cli.display import make_count_reporter
     from rlcli.config.fields import ConfigError
     from rlcli.study.runner import run_study
 
-    if algo is not None or env is not None or resume is not None:
-        raise ConfigError("--study runs the matrix of the study file; drop ALGO, --env and --resume "
-                          "(rerunning the study resumes its unfinished runs)")
     if ray is not None and workers is not None:
         raise ConfigError("--workers sizes the local pool; with --ray the cluster's free resources decide")
-    from rlcli.cli.display import make_count_reporter
-
     result = run_study(path, workers=workers, dry_run=dry_run, log=lambda line: print(line, flush=True),
                        reporter=make_count_reporter(), ray=ray)
     if result.interrupted:

@@ -109,17 +109,40 @@ def build_config(algo: str, layers: list[dict[str, Any]]) -> Config:
     return cfg
 
 
-def describe_options(algo: str) -> list[tuple[str, str, str, str]]:
-    """(key, type, default, help) for every option of ``algo``, in schema order."""
+def describe_options(algo: str, env: str | None = None, policy: str | None = None,
+                     resolved: Config | None = None) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) for every option of ``algo`` that applies to a run on ``env`` with ``policy``
+    (default: the schema's), in schema order; env and policy keys the run would not read are left out.
+    With ``resolved`` (the command's config: preset and overrides applied), defaults are its values."""
+    spec = registry.algo_spec(algo)
+    if resolved is not None:
+        env, policy = resolved.env.id, resolved.policy.name
+    # without --env: the first registered env the algorithm learns from (cartpole; darkroom for ad)
+    env_spec = registry.env_spec(env or next(e.name for e in registry.environments()
+                                             if e.observation in spec.observations))
+    applies = {"env": {"id", *registry.env_keys(spec, env_spec)}}
+    if spec.command == "train":
+        applies["policy"] = {"name", *registry.policy_spec(policy or PolicyConfig().name).keys}
     rows = []
     for name, cls in section_types(algo).items():
+        if name == "policy" and name not in applies:
+            continue
         hints = typing.get_type_hints(cls)
-        defaults = cls()
+        defaults = resolved.sections[name] if resolved is not None else cls()
         for f in dataclasses.fields(cls):
+            if name in applies and f.name not in applies[name]:
+                continue
+            if (name, f.name) == ("run", "technique") and spec.techniques == ("baseline",):
+                continue
             meta = f.metadata
             help_ = meta.get("help", "")
-            if meta.get("choices"):
-                help_ += f" [{'|'.join(map(str, meta['choices']))}]"
+            choices = meta.get("choices")
+            if (name, f.name) == ("env", "id"):
+                choices = [e.name for e in registry.environments() if e.observation in spec.observations]
+            elif (name, f.name) == ("policy", "name"):
+                choices = list(spec.policies)
+            if choices:
+                help_ += f" [{'|'.join(map(str, choices))}]"
             bounds = [f">= {meta['min']}" if meta.get("min") is not None else "",
                       f"<= {meta['max']}" if meta.get("max") is not None else ""]
             if any(bounds):
