@@ -37,9 +37,26 @@ def expand_multi_value(argv: list[str]) -> list[str]:
     return out
 
 
+def _complete_without_coercion() -> None:
+    """Completion only reads the words typed so far as strings; Typer 0.29 would build a pydantic TypeAdapter
+    per option to coerce them (pydantic's import alone is ~0.15 s of a TAB), so completion skips it."""
+    import typer.core
+    from typer._coercion import PassThroughRuntimeParam
+
+    class RawValue(PassThroughRuntimeParam):
+        def _coerce_value(self, value, param, ctx):
+            return value
+
+    typer.core.build_runtime_param = lambda d: RawValue(annotation=d.annotation, parameter_info=d.parameter_info)
+
+
 def main(argv: list[str] | None = None) -> None:
+    import os
+
     from rlcli.config.fields import ConfigError
 
+    if os.environ.get("_RLCLI_COMPLETE", "").startswith("complete_"):
+        _complete_without_coercion()
     _register()
     args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
     user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)

@@ -42,12 +42,15 @@ def _matching(pairs: Completions, incomplete: str) -> Completions:
     return [(v, h) for v, h in pairs if v.startswith(incomplete)]
 
 
+def _positional(ctx: typer.Context, param: str) -> str | None:
+    """The first positional argument: while an option still waits for its value, click leaves it in
+    ctx.args instead of ctx.params."""
+    return ctx.params.get(param) or next((a for a in ctx.args if not a.startswith("-")), None)
+
+
 def _algo_of(ctx: typer.Context) -> registry.AlgoSpec | None:
     """The algorithm the command line names so far (collect and distill: ad)."""
-    name = "ad"
-    if ctx.command.name == "train":
-        # while an option still waits for its value, click leaves the positional ALGO in ctx.args
-        name = ctx.params.get("algo") or next((a for a in ctx.args if not a.startswith("-")), None)
+    name = _positional(ctx, "algo") if ctx.command.name == "train" else "ad"
     try:
         return registry.algo_spec(name) if name else None
     except registry.ConfigError:
@@ -144,7 +147,7 @@ def complete_run(ctx: typer.Context, incomplete: str) -> Completions:
 def complete_checkpoint(ctx: typer.Context, incomplete: str) -> Completions:
     """last, best, and the checkpoint files of the run the command line names."""
     pairs = [("last", "the checkpoint at the end of training"), ("best", "the best evaluation")]
-    run = ctx.params.get("run")
+    run = _positional(ctx, "run")
     if run and Path(run, "checkpoints").is_dir():
         pairs += [(str(p), "") for p in sorted(Path(run, "checkpoints").glob("*.h5"))
                   if p.stem not in CHECKPOINT_CHOICES]
