@@ -115,11 +115,11 @@ def check_env_id(env_id: str) -> EnvSpec:
     """Everything making ``env_id`` would check, without making it: the family, the variant (an Atari
     game against ale-py's ROMs) and that its package is installed. Returns the family's spec."""
     spec = env_spec(env_id)
+    if spec.check_id is not None:
+        load_target(spec.check_id)(env_id)
     if spec.modules and not any(importlib.util.find_spec(m) for m in spec.modules):
         raise MissingEnvPackage(f"environment '{env_id}' needs the package '{spec.modules[0]}', which is not "
                                 f"installed; install it with: pip install '{spec.package}'")
-    if spec.check_id is not None:
-        load_target(spec.check_id)(env_id)
     return spec
 
 

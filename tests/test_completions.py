@@ -80,12 +80,14 @@ def test_real_bash_completes_every_kind_of_value(tmp_path):
     assert "collect.histories_per_task=" in bash_complete("rlcli collect --set collect.hist")
     run = tmp_path / "runs" / "r1"
     (run / "checkpoints").mkdir(parents=True)
-    for name in ("config.toml", "checkpoints/last.h5", "checkpoints/best.h5", "checkpoints/step-1000.h5"):
+    for name in ("checkpoints/last.h5", "checkpoints/best.h5", "checkpoints/step-1000.h5"):
         (run / name).touch()
+    (run / "config.toml").write_text('algo = "dqn"\n')
     assert "runs/r1" in bash_complete("rlcli eval ", cwd=tmp_path)
     assert bash_complete("rlcli eval runs/r1 --checkpoint ", cwd=tmp_path) == [
         "last", "best", "runs/r1/checkpoints/step-1000.h5"]
     assert "runs/r1" in bash_complete("rlcli train ppo --resume ru", cwd=tmp_path)
+    assert bash_complete("rlcli eval runs/r1 --set dqn.n_", cwd=tmp_path) == ["dqn.n_step="]  # the run's algo
 
 
 def test_zsh_and_fish_get_the_same_values():

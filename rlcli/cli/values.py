@@ -48,9 +48,25 @@ def _positional(ctx: typer.Context, param: str) -> str | None:
     return ctx.params.get(param) or next((a for a in ctx.args if not a.startswith("-")), None)
 
 
+def _saved_algo(run: str | None) -> str | None:
+    """The ``algo`` of a run folder's config.toml, if it has one."""
+    import tomllib
+
+    try:
+        with open(Path(run, "config.toml"), "rb") as f:
+            return tomllib.load(f).get("algo")
+    except (OSError, TypeError, tomllib.TOMLDecodeError):
+        return None
+
+
 def _algo_of(ctx: typer.Context) -> registry.AlgoSpec | None:
     """The algorithm the command line names so far (collect and distill: ad)."""
-    name = _positional(ctx, "algo") if ctx.command.name == "train" else "ad"
+    if ctx.command.name == "train":
+        name = _positional(ctx, "algo")
+    elif ctx.command.name == "eval":
+        name = _saved_algo(_positional(ctx, "run"))
+    else:
+        name = "ad"
     try:
         return registry.algo_spec(name) if name else None
     except registry.ConfigError:

@@ -29,7 +29,8 @@ COMMON_SECTIONS: dict[str, type] = {"run": RunConfig, "env": EnvConfig, "policy"
 
 
 def known_algos() -> list[str]:
-    return [s.name for s in registry.algorithms()]
+    """The algorithms ``rlcli train`` (and a study) trains."""
+    return [s.name for s in registry.algorithms("train")]
 
 
 class Config:
