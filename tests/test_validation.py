@@ -52,6 +52,8 @@ def refusal_cases(runs: Path, out: Path) -> list[tuple[list[str], str]]:
         (["train", "ad", "--env", "darkroom", *dry], "rlcli distill"),
         (["train", "--study", "presets/generalization.toml", "--steps", "100"], "--steps has no effect with --study"),
         (["train", "ppo", "--resume", ppo, "--seeds", "0", "1"], "--seeds has no effect with --resume"),
+        (["train", "ppo", "--env", "cartpole", "--runs-dir", str(runs), "--name", "ppo", "--dry-run"],
+         "already exists"),
         (["train", "ppo", "--env", "cartpole", "--workers", "2", "--runs-dir", str(out)], "--study"),
         (["profile", "train", "ppo", "--env", "cartpole", "--dry-run"], "--dry-run has no effect under profile"),
         (["eval", ppo, "--checkpoint", "middle"], "--checkpoint must be last, best or a checkpoint file"),
@@ -116,7 +118,10 @@ def test_help_offers_exactly_the_registered_algorithms_and_each_resolves(tmp_pat
 
 
 def test_every_subcommand_help_has_an_example_and_flags_show_no_type():
-    for command in ("train", "collect", "distill", "eval", "profile", "report"):
+    from rlcli.cli.main import SUBCOMMAND_MODULES
+
+    assert "Example: rlcli train" in run_cli("--help", env={"COLUMNS": "120"}, check_rc=0).stdout
+    for command in SUBCOMMAND_MODULES:
         proc = run_cli(command, "--help", env={"COLUMNS": "120"}, check_rc=0)
         assert f"Example: rlcli {command}" in proc.stdout, proc.stdout
         assert "<bool>" not in proc.stdout

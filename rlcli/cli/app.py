@@ -12,8 +12,7 @@ import typer
 import typer.core
 
 app = typer.Typer(
-    name="rlcli",
-    help="Train, compare and distill reinforcement-learning agents.",
+    name="rlcli",  # the help text is _root's docstring
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",

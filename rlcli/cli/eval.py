@@ -74,7 +74,7 @@ def eval_command(
 ) -> None:
     """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context.
 
-    Example: [bold]rlcli eval runs/ppo-cartpole-baseline-s0-20250101-120000 --episodes 20 --video ep.gif[/bold]
+    Example: [bold]rlcli eval runs/NAME --episodes 20 --video ep.gif[/bold]
     """
     import rlcli
     from rlcli import registry

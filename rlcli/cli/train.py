@@ -133,6 +133,7 @@ def train(
             cfg.run.name = f"{name}-s{seed}"
         configs.append(cfg)
     if dry_run:
+        _check_run_folders(configs, resume)
         for cfg in configs:
             sys.stdout.write(cfg.to_toml())
         return
@@ -151,6 +152,23 @@ def train(
               if result.final_eval_return is not None else "no new steps")
         print(f"done: {result.steps} steps in {result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s), "
               f"{ev} -> {result.run_dir}")
+
+
+def _check_run_folders(configs: list, resume: str | None) -> None:
+    """What training checks first about its folder, checked for --dry-run too: a named run folder must not
+    hold a run yet (rlcli.train refuses it), and a resumed one must hold a readable last checkpoint."""
+    from rlcli.config.fields import ConfigError
+
+    if resume is not None:
+        from rlcli.storage.checkpoint import read_checkpoint_attrs
+        from rlcli.storage.runs import CHECKPOINT_LAST
+
+        read_checkpoint_attrs(Path(resume) / CHECKPOINT_LAST)
+        return
+    for cfg in configs:
+        run_dir = Path(cfg.run.runs_dir) / cfg.run.name
+        if cfg.run.name and run_dir.is_dir() and any(run_dir.iterdir()):
+            raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
 
 
 def _trained_here(algo: str) -> str:
