@@ -150,6 +150,8 @@ def check_config(cfg: Any) -> None:
         raise ConfigError(f"{cfg.algo} learns from {' or '.join(algo.observations)} observations; '{cfg.env.id}' "
                           f"gives {env.observation} ones")
     _check_env_keys(cfg, env_keys(algo, env))
+    if algo.check is not None:  # first: an algorithm's own check says best why it refuses (es: no gradients)
+        algo.check(cfg)
     for part in technique_parts(cfg.run.technique):
         if part not in algo.techniques:
             have = [a.name for a in _algos.values() if part in a.techniques]
@@ -166,8 +168,6 @@ def check_config(cfg: Any) -> None:
         if env.observation not in policy.observations:
             raise ConfigError(f"policy '{policy.name}' needs {' or '.join(policy.observations)} observations; "
                               f"'{cfg.env.id}' gives {env.observation} ones")
-    if algo.check is not None:
-        algo.check(cfg)
 
 
 def env_keys(algo: AlgoSpec, env: EnvSpec) -> tuple[str, ...]:
