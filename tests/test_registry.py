@@ -43,7 +43,8 @@ def test_env_ids_list_atari_games_from_ale_py_roms():
     ("ppo", "mario:SuperMarioBros-9-9-v0", [], "unknown Mario environment"),
     ("ppo", "cartpole", ["policy.name=vit"], "unknown policy 'vit'"),
     ("ppo", "cartpole", ["policy.name=vit-explorative"], "needs image observations"),
-    ("es", "cartpole", ["run.technique=gar+reg"], "not implemented for es"),
+    ("es", "cartpole", ["run.technique=gar+reg"], "es computes none"),
+    ("rnd", "cartpole", ["run.technique=gar"], "not implemented for rnd"),
     ("ppo", "darkroom", ["run.technique=gar"], "has none"),
     ("ppo", "cartpole", ["env.terminate_on_goal=false"], "env.terminate_on_goal does not apply"),
 ])
