@@ -16,7 +16,7 @@ def ad_config(env: str | None, preset: str | None, overrides: list[str], extra: 
 
 
 def print_ad_options(command: str, env: str | None, preset: str | None, overrides: list[str]) -> None:
-    from rlcli.cli.options import print_options
+    from rlcli.cli.display import print_options
     from rlcli.config.schema import describe_options
 
     cfg = ad_config(env, preset, overrides)

@@ -108,7 +108,7 @@ def train(
     if workers is not None:
         raise ConfigError("--workers sets how many runs of a study run at a time; use it with --study FILE")
     if config_options:
-        from rlcli.cli.options import print_options
+        from rlcli.cli.display import print_options
         from rlcli.config.schema import describe_options
 
         target = _trained_here(algo or "ppo")
