@@ -149,6 +149,11 @@ def check_config(cfg: Any) -> None:
     if env.observation not in algo.observations:
         raise ConfigError(f"{cfg.algo} learns from {' or '.join(algo.observations)} observations; '{cfg.env.id}' "
                           f"gives {env.observation} ones")
+    # an env without variations would run identical copies and report variation effects of zero
+    if cfg.env.variation_level != 0.0:
+        refuse_without_variation(cfg.env.id, f"env.variation_level = {cfg.env.variation_level:g} asks for a variation")
+    if "gar" in technique_parts(cfg.run.technique):
+        refuse_without_variation(cfg.env.id, f"technique '{cfg.run.technique}' trains on several variation levels")
     _check_env_keys(cfg, env_keys(algo, env))
     if algo.check is not None:  # first: an algorithm's own check says best why it refuses (es: no gradients)
         algo.check(cfg)

@@ -45,7 +45,7 @@ def test_env_ids_list_atari_games_from_ale_py_roms():
     ("ppo", "cartpole", ["policy.name=vit-explorative"], "needs image observations"),
     ("es", "cartpole", ["run.technique=gar+reg"], "es computes none"),
     ("rnd", "cartpole", ["run.technique=gar"], "not implemented for rnd"),
-    ("ppo", "darkroom", ["run.technique=gar"], "has none"),
+    ("ppo", "darkroom", ["run.technique=gar"], "'darkroom' has no variations"),
     ("ppo", "cartpole", ["env.terminate_on_goal=false"], "env.terminate_on_goal does not apply"),
 ])
 def test_a_config_no_run_could_honour_is_refused_when_resolved(algo, env, sets, message):
