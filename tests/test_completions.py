@@ -68,7 +68,8 @@ def test_real_bash_completes_every_kind_of_value(tmp_path):
     assert bash_complete("rlcli train ppo --env cart") == ["cartpole"]
     assert bash_complete("rlcli train ppo --env atari:Po") == ["atari:Pong", "atari:Pooyan"]
     assert "atari:MontezumaRevenge" in bash_complete("rlcli train ppo --env atari:")
-    assert bash_complete("rlcli train rnd --technique ") == ["baseline", "reg"]
+    assert bash_complete("rlcli train es --technique ") == ["baseline", "reg"]
+    assert bash_complete("rlcli train rnd --technique ") == ["baseline"]
     assert bash_complete("rlcli train ppo --technique gar") == ["gar", "gar+reg"]
     assert bash_complete("rlcli train dqn --policy ") == ["mlp", "cnn"]
     assert bash_complete("rlcli train ppo --policy vit-e") == ["vit-explorative"]
