@@ -188,6 +188,11 @@ def test_short_histories_train_through_a_masked_padded_window_and_evaluation_use
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the choice on a machine without a GPU")
 def test_distill_without_a_preset_picks_the_cpu_model_without_a_gpu_and_says_so(tmp_path):
+    # --dry-run checks the histories file as a run would, so there must be one (a tiny collection)
+    r = _rlcli("collect", "darkroom", "--out", "data.h5", "--tasks", "2", "--steps", "1000", "-q",
+               "--set", "collect.num_test_tasks=1", "--set", "collect.histories_per_task=1",
+               "--set", "collect.test_histories_per_task=0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     r = _rlcli("distill", "darkroom", "--histories", "data.h5", "--dry-run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == ("no GPU: the CPU-sized model (preset darkroom-ad-small); --preset darkroom-ad for "
