@@ -35,7 +35,7 @@ def profile(
     from rlcli.cli.train import config_from_args
 
     p = train_params(ctx, args[1:])
-    refuse({"--study": p["study"], "--workers": p["workers"], "--resume": p["resume"], "--dry-run": p["dry_run"],
+    refuse({"--study": p["study"], "--workers": p["workers"], "--ray": p["ray"], "--resume": p["resume"], "--dry-run": p["dry_run"],
             "--config-options": p["config_options"], "--quiet": p["quiet"],
             "--seeds (more than one)": p["seeds"][1:]}, "under profile (it profiles one run of one seed)")
     cfg = config_from_args(p["algo"], p["env"], p["preset"], p["overrides"], p["policy"], p["technique"],
