@@ -62,7 +62,7 @@ class RichReporter(Reporter):
         self._progress: Progress | None = None  # the last update, redrawn when the status changes
 
     def start(self, run_dir: str, start_step: int, total_steps: int) -> None:
-        self.console.print(start_line(run_dir))
+        self.console.print(start_line(run_dir), soft_wrap=True, highlight=False)  # a path stays one line, copyable
         self.progress.start()
         self.task = self.progress.add_task("train", total=total_steps, completed=min(start_step, total_steps),
                                            info="")
