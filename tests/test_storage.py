@@ -87,7 +87,8 @@ def test_metrics_reader_never_blocks_the_writer(tmp_path):
     w.log(1, loss=1.0)
     w.flush()
     assert read_metrics(path)["loss"].shape == (1, 2)
-    # another process reading with HDF5's default lock (a notebook's h5py.File) only delays the next write
+    # another process reading with HDF5's default lock (a notebook's h5py.File) does not delay the next write:
+    # the writer renames a new file over the one the reader holds open
     import subprocess
     import sys
 
@@ -100,5 +101,5 @@ def test_metrics_reader_never_blocks_the_writer(tmp_path):
     w.flush()
     waited = time.monotonic() - start
     holder.wait(timeout=30)
-    assert waited >= 0.3
+    assert waited < 0.5
     assert read_metrics(path)["loss"][:, 0].tolist() == [1, 2]

@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> None:
 
     _register()
     args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
-    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
-    try:
-        from rlcli.storage.errors import CorruptFileError
+    from rlcli.storage.errors import CorruptFileError, RunStoppedError
 
-        user_errors += (CorruptFileError,)
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, CorruptFileError)
+    run_errors: tuple[type[BaseException], ...] = (RunFailed, RunStoppedError)  # diverged, disk full: exit 1
+    try:
         app(args=args, prog_name="rlcli", standalone_mode=True)
     except SystemExit:
         raise
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"rlcli: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except RunFailed as e:
+    except run_errors as e:
         if state["debug"]:
             raise
         print(f"rlcli: run failed: {e}", file=sys.stderr)
