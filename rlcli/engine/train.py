@@ -196,6 +196,9 @@ def _train_locked(cfg: Config, run_dir: Path, resuming: bool, reporter: Reporter
     if distributed.broadcast_object(not resuming and not is_restartable(run_dir)):  # rank 0's view
         raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
     resuming = distributed.broadcast_object(resuming and has_checkpoint(run_dir))
+    if main:
+        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+            stale.unlink(missing_ok=True)  # left by a killed writer; this process holds the lock, none is live
 
     with timer.phase(SETUP):  # building envs and networks, restoring a checkpoint; nothing is written
         algo = build_algorithm(distributed.rank_config(cfg), algorithm)

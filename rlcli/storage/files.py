@@ -42,6 +42,8 @@ def make_dirs(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise ConfigError(f"'{path}' is a file, not a folder") from None
+    except NotADirectoryError:
+        raise ConfigError(f"a part of '{path}' is a file, not a folder") from None
     except OSError as e:
         raise WriteFailedError(path, e) from None
 
