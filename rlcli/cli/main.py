@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
-from rlcli.cli.app import RunFailed, app, state
+
+def _interrupted(signum, frame) -> None:
+    """Ctrl-C outside the training loop (starting up, building the run) or a second one inside it: one line,
+    exit 2 at once. An exception raised here could land in a callback that ignores it (an import's module
+    lock) and the process would go on, so it exits directly: every file rlcli writes is renamed into place
+    whole, the OS drops the run lock, and the next writer removes a temporary file a write left behind."""
+    sys.stdout.flush()
+    print("rlcli: interrupted", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
+signal.signal(signal.SIGINT, _interrupted)  # first thing: the imports below take a while
+
+from rlcli.cli.app import RunFailed, app, state  # noqa: E402
 
 # each module registers its subcommand on `app` (modules import heavy packages lazily, inside functions)
 SUBCOMMAND_MODULES = ["train", "collect", "distill", "eval", "profile", "report"]
@@ -37,6 +52,14 @@ def expand_multi_value(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGINT, _interrupted)
+    try:
+        _main(argv)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: list[str] | None) -> None:
     from rlcli.config.fields import ConfigError
 
     _register()
