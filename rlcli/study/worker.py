@@ -7,14 +7,15 @@ Every mode ends with the shift evaluation (``rlcli eval RUN_DIR --shift LEVELS``
 runner carries on with the other runs.
 
 The worker dies with the runner that started it (pid in the environment variable ``RLCLI_STUDY_PARENT``):
-on Linux the kernel sends it SIGINT when the runner dies (``prctl(PR_SET_PDEATHSIG)``), elsewhere a thread
-notices the new parent pid within a second and sends the same SIGINT. SIGINT is Ctrl-C to the training
+on Linux the kernel signals it when the runner dies (``prctl(PR_SET_PDEATHSIG)``), and a thread that
+notices the new parent pid within a second does the same elsewhere; either becomes one SIGINT. SIGINT is Ctrl-C to the training
 loop: it saves a checkpoint at the end of the iteration and stops, so the rerun study resumes the run.
 The worker holds the run folder's lock while it writes (``train`` takes it; the shift evaluation too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -26,22 +27,32 @@ PARENT_POLL_SECONDS = 1.0
 
 
 def die_with_parent(parent: int) -> None:
-    """SIGINT to this process when ``parent`` dies; SIGINT at once when it is already gone."""
+    """SIGINT to this process, once, when ``parent`` dies (at once when it is already gone).
+
+    The kernel signal is SIGUSR1, turned into a single SIGINT here: a multi-threaded parent (the runner's
+    thread pool) can make the kernel send the death signal more than once, and a second SIGINT would
+    abort the run without its checkpoint.
+    """
+    fired = False
+
+    def on_parent_death(signum, frame) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGUSR1, on_parent_death)
     if sys.platform.startswith("linux"):
         import ctypes
 
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGINT), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the polling thread below still covers it
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGUSR1), 0, 0, 0)
 
-    def watch() -> None:
+    def watch() -> None:  # where prctl is missing, and for a death between fork and prctl
         while os.getppid() == parent:
             threading.Event().wait(PARENT_POLL_SECONDS)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGUSR1)
 
-    if os.getppid() != parent:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGINT)
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
@@ -75,5 +86,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:
-        print("interrupted before training started; the study reruns this run", flush=True)
+        print("interrupted outside training (starting up or evaluating); the study reruns this run", flush=True)
         sys.exit(2)
