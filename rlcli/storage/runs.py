@@ -7,6 +7,7 @@ Run names are single path components, so no run writes outside ``runs_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -57,40 +58,58 @@ def is_restartable(run_dir: Path) -> bool:
 
 
 class RunLock:
-    """Exclusive lock of a run folder for one writing process (context manager; creates the folder)."""
+    """Exclusive lock of a run folder for one writing process (context manager).
+
+    The lock file stays empty: the holder's pid comes from ``/proc/locks``, so taking the lock changes no
+    file's content. A folder the lock had to create is removed again by :meth:`release` when nothing else
+    was written into it (bad input leaves nothing behind).
+    """
 
     def __init__(self, run_dir: Path | str):
         self.run_dir = Path(run_dir)
         self._fd: int | None = None
+        self._created: list[Path] = []  # folders this lock created, innermost last
 
     def acquire(self) -> RunLock:
+        missing = []
+        for p in [self.run_dir, *self.run_dir.parents]:
+            if p.exists():
+                break
+            missing.append(p)
         make_dirs(self.run_dir)
+        self._created = missing[::-1]
         path = self.run_dir / LOCK_FILE
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as e:
+            self._remove_created()
             if path.is_symlink():
                 raise ConfigError(f"'{path}' is a symbolic link; remove it") from None
             raise WriteFailedError(path, e) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_pid(fd)
+            holder = _flock_holder(fd)
             os.close(fd)
             raise ConfigError(f"run folder '{self.run_dir}' is in use by process {holder or '(unknown)'}; wait "
                               f"for it to finish or stop it") from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError:
-            pass  # the pid is for messages only; the flock is the lock
         self._fd = fd
         return self
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock; the file stays (unlinking it would race)
+            self._remove_created()
+            os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+    def _remove_created(self) -> None:
+        if not self._created:
+            return
+        with contextlib.suppress(OSError):
+            if [p.name for p in self.run_dir.iterdir()] == [LOCK_FILE]:
+                (self.run_dir / LOCK_FILE).unlink()
+            for folder in reversed(self._created):
+                folder.rmdir()  # only when empty: anything written stays
 
     def __enter__(self) -> RunLock:
         return self.acquire()
@@ -99,17 +118,25 @@ class RunLock:
         self.release()
 
 
-def _read_pid(fd: int) -> int | None:
+def _flock_holder(fd: int) -> int | None:
+    """The pid holding a flock on the file open as ``fd``, from /proc/locks (Linux); None elsewhere."""
+    st = os.fstat(fd)
     try:
-        text = os.pread(fd, 32, 0).decode().strip()
-        return int(text) if text else None
-    except (OSError, ValueError):
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
         return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and not parts[0].endswith("->"):
+            major, minor, inode = parts[5].split(":")
+            if int(inode) == st.st_ino and int(major, 16) == os.major(st.st_dev) \
+                    and int(minor, 16) == os.minor(st.st_dev):
+                return int(parts[4])
+    return None
 
 
 def lock_holder(run_dir: Path | str) -> int | None:
-    """The pid holding ``run_dir``'s lock (0 when held by a process that wrote no pid), or None when free.
-    Creates nothing."""
+    """The pid holding ``run_dir``'s lock (0 when it cannot be told), or None when free. Creates nothing."""
     path = Path(run_dir) / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -119,7 +146,7 @@ def lock_holder(run_dir: Path | str) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read_pid(fd) or 0
+            return _flock_holder(fd) or 0
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
