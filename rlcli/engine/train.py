@@ -26,7 +26,14 @@ from rlcli.engine.progress import Progress, Reporter
 from rlcli.engine.seeding import resolve_device, seed_everything
 from rlcli.engine.signals import InterruptFlag
 from rlcli.engine.timing import SETUP, PhaseTimer
-from rlcli.storage.checkpoint import Checkpoint, first_non_finite, flatten, load_checkpoint, save_checkpoint
+from rlcli.storage.checkpoint import (
+    DEFAULT_MAX_BYTES,
+    Checkpoint,
+    first_non_finite,
+    flatten,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rlcli.storage.errors import InvalidFileError, NonFiniteError
 from rlcli.storage.files import refuse_symlink
 from rlcli.storage.metrics import MetricsWriter
@@ -42,8 +49,9 @@ from rlcli.storage.runs import (
     write_config,
 )
 
-CHECKPOINT_CAP_FACTOR = 4  # a checkpoint may hold this many times the bytes of a fresh state (optimizer moments)
-CHECKPOINT_CAP_SLACK = 64 * 2**20  # bytes, beyond the factor
+# a checkpoint may hold this many times the bytes of a fresh state (optimizer moments), and at least
+# DEFAULT_MAX_BYTES (a replay buffer's rows, absent from a fresh state)
+CHECKPOINT_CAP_FACTOR = 4
 
 
 @dataclass
@@ -93,7 +101,7 @@ def restore_checkpoint(algo: Algorithm, path: Path, algo_name: str, weights_only
     """Validate the checkpoint at ``path`` against ``algo`` (built from the config) and load it into ``algo``.
 
     Everything that can be checked is checked before ``algo`` changes: the file (size capped by the state
-    this config builds), its attributes, and each tensor's shape and dtype against ``algo.state()``
+    this config builds), its attributes, the weights' shapes and every dtype against ``algo.state()``
     (only the model's with ``weights_only``). Whatever ``load_state`` still refuses is an InvalidFileError
     too, so a bad checkpoint is always one line, exit 2. ``adapt`` turns the checkpoint into what this
     process loads (a torchrun rank's share).
@@ -102,7 +110,7 @@ def restore_checkpoint(algo: Algorithm, path: Path, algo_name: str, weights_only
     state_bytes = sum(t.numel() * t.element_size() if isinstance(t, torch.Tensor) else np.asarray(t).nbytes
                       for t in flatten(expected).values())
     ckpt = load_checkpoint(path, require=("algo", "config", "step"),
-                           max_bytes=CHECKPOINT_CAP_FACTOR * state_bytes + CHECKPOINT_CAP_SLACK)
+                           max_bytes=max(DEFAULT_MAX_BYTES, CHECKPOINT_CAP_FACTOR * state_bytes))
     if ckpt.attrs["algo"] != algo_name:
         raise ConfigError(f"'{path}' holds a '{ckpt.attrs['algo']}' run, not '{algo_name}'")
     ckpt.check_tensors(expected, groups=["model"] if weights_only else None)

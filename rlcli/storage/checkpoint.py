@@ -17,7 +17,7 @@ Loading validates the whole file before anything uses it, and refuses with one l
 the size cap, HDF5 links, external storage or virtual datasets, an unknown format or a newer version, an
 attribute of the wrong type or a config that is not TOML, a tensor that is not numbers, an unknown or
 inconsistent ``torch_dtype``, a declared shape over the cap, NaN or Inf values, and (through
-:meth:`Checkpoint.check_tensors`) a tensor whose shape or dtype differs from the model the config builds.
+:meth:`Checkpoint.check_tensors`) a weight whose shape or dtype differs from the model the config builds.
 """
 
 from __future__ import annotations
@@ -162,32 +162,30 @@ class Checkpoint:
             raise InvalidFileError(self.path, f"it has no '{group}' state")
         return out
 
-    def check_tensors(self, expected: dict[str, Any], groups: Iterable[str] | None = None,
-                      optional_prefixes: tuple[str, ...] = ("optimizer",)) -> None:
+    def check_tensors(self, expected: dict[str, Any], shape_groups: Iterable[str] = ("model",),
+                      groups: Iterable[str] | None = None) -> None:
         """Compare with the state a freshly built algorithm has (``expected``: nested dict as ``state()``).
 
-        Every tensor of ``expected`` (in ``groups``, all when None) must be in the checkpoint with the same
-        shape and dtype. Exceptions, because their size is not fixed by the config: keys under
-        ``optional_prefixes`` (an optimizer has per-parameter state only after its first step) and 1-D
-        uint8 arrays (serialised RNG states). Tensors in the checkpoint that the model lacks are refused,
-        except under ``optional_prefixes``.
+        In ``shape_groups`` (the network's weights: their shapes follow from the config alone) the
+        checkpoint must hold exactly the expected tensors, each with the same shape and dtype. Elsewhere
+        (optimizer moments that exist only after a first step, replay rows written so far, serialised RNG
+        states) sizes vary, so a tensor found on both sides must only have the same dtype; whatever else
+        does not fit, ``load_state`` refuses. ``groups`` restricts the comparison (evaluation loads only
+        the weights).
         """
-        expected_flat = flatten(expected)
-        wanted = {k: v for k, v in expected_flat.items() if groups is None or k.split("/", 1)[0] in set(groups)}
-        checked_groups = {k.split("/", 1)[0] for k in wanted}
-
-        def optional(key: str) -> bool:
-            return any(key.split("/", 1)[0].startswith(p) for p in optional_prefixes)
+        shape_groups = set(shape_groups)
+        wanted = {k: v for k, v in flatten(expected).items() if groups is None or k.split("/", 1)[0] in set(groups)}
 
         def dtype_name(value: Any) -> str:
             return str(value.dtype).removeprefix("torch.")
 
         for key, want in wanted.items():
+            strict = key.split("/", 1)[0] in shape_groups
             if key not in self._flat:
-                if optional(key):
-                    continue
-                raise InvalidFileError(self.path, f"it has no tensor '{key}', which the model this config "
-                                                  f"builds needs")
+                if strict:
+                    raise InvalidFileError(self.path, f"it has no tensor '{key}', which the model this config "
+                                                      f"builds needs")
+                continue
             have = self._flat[key]
             want_arr = _to_numpy(want)
             have_dtype = self._dtypes.get(key, dtype_name(have))
@@ -195,12 +193,12 @@ class Checkpoint:
             if have_dtype != want_dtype:
                 raise InvalidFileError(self.path, f"tensor '{key}' is {have_dtype}, the model this config builds "
                                                   f"has {want_dtype}")
-            serialised = want_arr.dtype == np.uint8 and want_arr.ndim == 1 and have.ndim == 1
-            if have.shape != want_arr.shape and not serialised:
+            if strict and have.shape != want_arr.shape:
                 raise InvalidFileError(self.path, f"tensor '{key}' has shape {tuple(have.shape)}, the model "
                                                   f"this config builds has {tuple(want_arr.shape)}")
         for key in self._flat:
-            if key.split("/", 1)[0] in checked_groups and key not in wanted and not optional(key):
+            if key.split("/", 1)[0] in shape_groups and key not in wanted and (
+                    groups is None or key.split("/", 1)[0] in set(groups)):
                 raise InvalidFileError(self.path, f"tensor '{key}' is not part of the model this config builds")
 
 
