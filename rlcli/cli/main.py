@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 
 def _interrupted(signum, frame) -> None:
@@ -17,7 +18,12 @@ def _interrupted(signum, frame) -> None:
     os._exit(2)
 
 
-signal.signal(signal.SIGINT, _interrupted)  # first thing: the imports below take a while
+def _on_sigint(handler) -> None:
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGINT, handler)
+
+
+_on_sigint(_interrupted)  # first thing: the imports below take a while
 
 from rlcli.cli.app import RunFailed, app, state  # noqa: E402
 
@@ -52,11 +58,11 @@ def expand_multi_value(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGINT, _interrupted)
+    _on_sigint(_interrupted)
     try:
         _main(argv)
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _on_sigint(signal.default_int_handler)
 
 
 def _main(argv: list[str] | None) -> None:

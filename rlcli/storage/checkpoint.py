@@ -250,11 +250,19 @@ def _read_attrs(path: Path, f: Any, require: Iterable[str]) -> dict[str, Any]:
 
 def read_checkpoint_attrs(path: Path | str, require: Iterable[str] = ()) -> dict[str, Any]:
     """Only the validated attributes of a checkpoint (algo, step, config, ...)."""
+    import h5py
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    with open_h5_bytes(path, read_bytes(path, DEFAULT_MAX_BYTES)) as f:
-        return _read_attrs(path, f, require)
+    read_bytes(path, max_bytes=DEFAULT_MAX_BYTES, head=8)  # a denied file says so
+    try:  # attributes only: opened on disk, no dataset (external storage or not) is read
+        with h5py.File(path, "r", locking=False) as f:
+            return _read_attrs(path, f, require)
+    except CorruptFileError:
+        raise
+    except (OSError, ValueError, TypeError) as e:
+        raise CorruptFileError(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
 
 def load_checkpoint(path: Path | str, require: Iterable[str] = (), max_bytes: int = DEFAULT_MAX_BYTES) -> Checkpoint:

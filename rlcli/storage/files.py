@@ -96,9 +96,9 @@ def write_h5_atomic(path: Path | str, write: Callable[[Any], None], *, fsync: bo
     write_atomic(path, h5_bytes(write), fsync=fsync)
 
 
-def read_bytes(path: Path | str, max_bytes: int) -> bytes:
-    """The whole file; a missing file is FileNotFoundError, a denied one FileAccessError, an oversized one
-    InvalidFileError (nothing is read past ``max_bytes``)."""
+def read_bytes(path: Path | str, max_bytes: int, head: int | None = None) -> bytes:
+    """The whole file (its first ``head`` bytes with ``head``); a missing file is FileNotFoundError, a
+    denied one FileAccessError, an oversized one InvalidFileError (nothing is read past ``max_bytes``)."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -106,7 +106,7 @@ def read_bytes(path: Path | str, max_bytes: int) -> bytes:
             if size > max_bytes:
                 raise InvalidFileError(path, f"it is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB "
                                              f"this kind of file may have")
-            return fh.read(max_bytes + 1)
+            return fh.read(max_bytes + 1 if head is None else head)
     except FileNotFoundError:
         raise FileNotFoundError(f"'{path}' does not exist") from None
     except PermissionError:
