@@ -64,8 +64,10 @@ def cli_in_process(capsys, *args: str) -> tuple[int, str]:
 
 
 def assert_one_line(err: str, *words: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
+    """One error line (``rlcli: ...``) and no traceback; progress lines (the run folder, steps) may precede it."""
+    progress = ("run folder ", "step ")
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(progress)]
+    assert len(lines) == 1 and lines[0].startswith("rlcli: ") and "Traceback" not in err, err
     for word in words:
         assert word in lines[0], (word, lines[0])
 

@@ -106,14 +106,19 @@ def restore_checkpoint(algo: Algorithm, path: Path, algo_name: str, weights_only
     too, so a bad checkpoint is always one line, exit 2. ``adapt`` turns the checkpoint into what this
     process loads (a torchrun rank's share).
     """
-    expected, _ = algo.state()
-    state_bytes = sum(t.numel() * t.element_size() if isinstance(t, torch.Tensor) else np.asarray(t).nbytes
-                      for t in flatten(expected).values())
+    try:
+        expected: dict | None = algo.state()[0]
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        expected = None  # a state that exists only once loaded (a collection's open histories file)
+    state_bytes = 0 if expected is None else sum(
+        t.numel() * t.element_size() if isinstance(t, torch.Tensor) else np.asarray(t).nbytes
+        for t in flatten(expected).values())
     ckpt = load_checkpoint(path, require=("algo", "config", "step"),
                            max_bytes=max(DEFAULT_MAX_BYTES, CHECKPOINT_CAP_FACTOR * state_bytes))
     if ckpt.attrs["algo"] != algo_name:
         raise ConfigError(f"'{path}' holds a '{ckpt.attrs['algo']}' run, not '{algo_name}'")
-    ckpt.check_tensors(expected, groups=["model"] if weights_only else None)
+    if expected is not None:
+        ckpt.check_tensors(expected, groups=["model"] if weights_only else None)
     try:
         if weights_only:
             algo.load_state(ckpt, weights_only=True)
