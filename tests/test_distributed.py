@@ -155,7 +155,7 @@ def test_ranks_hold_bitwise_equal_parameters_after_every_update(two_ranks):
         lines = (two_ranks / f"hashes{rank}.txt").read_text().split()
         assert lines == [f"{s}:True" for s in range(512, STEPS + 1, 512)]
     run = two_ranks / "runs" / "whole"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "metrics.h5"]
+    assert sorted(p.name for p in run.iterdir() if p.name != ".lock") == ["checkpoints", "config.toml", "metrics.h5"]
     from rlcli.storage.checkpoint import load_checkpoint
     from rlcli.storage.metrics import read_metrics
 

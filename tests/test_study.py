@@ -243,3 +243,59 @@ def test_ctrl_c_saves_running_runs_starts_no_more_and_a_rerun_resumes(tmp_path):
         assert not (runs_dir / name).exists()
     plan = cli("train", "--study", str(path), "--dry-run")
     assert plan.returncode == 0 and "(1 to resume, 3 new)" in plan.stdout
+
+
+def _one_run_study(tmp_path: Path, total_steps: int) -> tuple[Path, Path]:
+    runs_dir = tmp_path / "runs"
+    path = tmp_path / "one.toml"
+    path.write_text(STUDY.format(runs_dir=runs_dir).replace("workers = 2", "workers = 1")
+                    .replace('algorithms = ["ppo", "dqn"]', 'algorithms = ["ppo"]')
+                    .replace('techniques = ["baseline", "reg"]', 'techniques = ["baseline"]')
+                    .replace("seeds = [0, 1]", "seeds = [0]")
+                    .replace("total_steps = 1024", f"total_steps = {total_steps}")
+                    .split("[config.dqn.dqn]")[0])
+    return path, runs_dir / RUNS[0]
+
+
+def test_a_run_held_by_another_process_is_neither_deleted_nor_run_twice(tmp_path):
+    from rlcli.storage.runs import RunLock
+
+    path, run = _one_run_study(tmp_path, 1024)
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text("# what a run killed before its first checkpoint leaves\n")
+    with RunLock(run):  # another process writing this run (here: this one)
+        res = cli("train", "--study", str(path))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"held by process {os.getpid()}" in res.stdout
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.toml"]  # not deleted, not trained
+    assert (run / "config.toml").read_text().startswith("# what a run killed")
+
+
+def test_kill_9_of_the_runner_stops_its_workers_after_a_checkpoint(tmp_path):
+    from rlcli.storage.metrics import read_metrics
+    from rlcli.storage.runs import lock_holder
+
+    path, run = _one_run_study(tmp_path, 1_000_000)
+    proc = cli("train", "--study", str(path), popen=True)
+    deadline = time.monotonic() + 120
+    worker = None
+    while (worker is None or not (run / "metrics.h5").exists()) and time.monotonic() < deadline:
+        worker = lock_holder(run)
+        time.sleep(0.05)
+    assert worker, "the worker never started training"
+    proc.kill()  # kill -9: the runner cannot tell its workers anything
+    proc.communicate(timeout=60)
+    def alive(pid: int) -> bool:  # a zombie (exited, not reaped by whoever inherited it) counts as dead
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 120
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(worker), "the worker outlived its runner"
+    assert lock_holder(run) is None
+    assert 0 < last_step(run) < 1_000_000  # it saved a checkpoint on its way out
+    steps = read_metrics(run / "metrics.h5")["steps_per_second"][:, 0]
+    assert len(np.unique(steps)) == len(steps)

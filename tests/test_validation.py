@@ -4,6 +4,7 @@ before any episode is played or any file written; and what ``--help`` offers is 
 from __future__ import annotations
 
 import re
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def runs(tmp_path_factory) -> Path:
             "--set", "collect.test_histories_per_task=0", check_rc=0)
     run_cli("distill", "--histories", str(root / "data.h5"), "--steps", "1", "--runs-dir", str(root), "--name", "ad",
             "-q", *TINY_AD, check_rc=0)
+    shutil.copytree(root / "ppo", root / "nobest")  # a run whose evaluations never wrote best.h5
+    (root / "nobest" / "checkpoints" / "best.h5").unlink()
     return root
 
 
@@ -58,6 +61,7 @@ def refusal_cases(runs: Path, out: Path) -> list[tuple[list[str], str]]:
         (["train", "ppo", "--env", "cartpole", "--workers", "2", "--runs-dir", str(out)], "--study"),
         (["profile", "train", "ppo", "--env", "cartpole", "--dry-run"], "--dry-run has no effect under profile"),
         (["eval", ppo, "--checkpoint", "middle"], "--checkpoint must be last, best or a checkpoint file"),
+        (["eval", str(runs / "nobest"), "--checkpoint", "best"], "has no best checkpoint"),
         (["eval", ppo, "--video", str(out / "ep.avi")], "must end in .gif or .mp4"),
         (["eval", ppo, "--attention", str(out / "att.png")], "--attention needs a policy with attention maps"),
         (["eval", ppo, "--attention", str(out / "att.txt")], "must end in .png"),

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 
-from rlcli.cli.app import RunFailed, app, state
+
+def _interrupted(signum, frame) -> None:
+    """Ctrl-C outside the training loop (starting up, building the run) or a second one inside it: one line,
+    exit 2 at once. An exception raised here could land in a callback that ignores it (an import's module
+    lock) and the process would go on, so it exits directly: every file rlcli writes is renamed into place
+    whole, the OS drops the run lock, and the next writer removes a temporary file a write left behind."""
+    sys.stdout.flush()
+    print("rlcli: interrupted", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
+def _on_sigint(handler) -> None:
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGINT, handler)
+
+
+_on_sigint(_interrupted)  # first thing: the imports below take a while
+
+from rlcli.cli.app import RunFailed, app, state  # noqa: E402
 
 # each module registers its subcommand on `app` (modules import heavy packages lazily, inside functions)
 SUBCOMMAND_MODULES = ["train", "collect", "distill", "eval", "profile", "report"]
@@ -51,6 +72,14 @@ def _complete_without_coercion() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    _on_sigint(_interrupted)
+    try:
+        _main(argv)
+    finally:
+        _on_sigint(signal.default_int_handler)
+
+
+def _main(argv: list[str] | None) -> None:
     import os
 
     from rlcli.config.fields import ConfigError
@@ -59,11 +88,11 @@ def main(argv: list[str] | None = None) -> None:
         _complete_without_coercion()
     _register()
     args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
-    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
-    try:
-        from rlcli.storage.errors import CorruptFileError
+    from rlcli.storage.errors import CorruptFileError, RunStoppedError
 
-        user_errors += (CorruptFileError,)
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, CorruptFileError)
+    run_errors: tuple[type[BaseException], ...] = (RunFailed, RunStoppedError)  # diverged, disk full: exit 1
+    try:
         app(args=args, prog_name="rlcli", standalone_mode=True)
     except SystemExit:
         raise
@@ -72,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"rlcli: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except RunFailed as e:
+    except run_errors as e:
         if state["debug"]:
             raise
         print(f"rlcli: run failed: {e}", file=sys.stderr)

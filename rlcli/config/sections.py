@@ -15,7 +15,7 @@ from rlcli.config.fields import option
 class RunConfig:
     name: str = option("", "Run folder name under run.runs_dir; empty = <algo>-<env>-<technique>-s<seed>-<time>.")
     seed: int = option(0, "Seed of torch, numpy and the environments.", min=0)
-    total_steps: int = option(100_000, "Environment steps to train for (summed over parallel envs).", min=1)
+    total_steps: int = option(100_000, "Environment steps to train for (summed over parallel envs).", min=1, max=10**12)
     device: str = option("auto", "Torch device: auto picks cuda when available.", choices=("auto", "cpu", "cuda"))
     runs_dir: str = option("runs", "Folder that holds run folders.")
     technique: str = option("baseline", "Generalization technique: baseline, reg, gar or gar+reg.",

@@ -8,7 +8,8 @@ import threading
 
 class InterruptFlag:
     """Context manager: while inside, SIGINT sets ``self.set`` (checked by the caller between units of work)
-    instead of raising; a second SIGINT raises KeyboardInterrupt. Only the main thread can install it."""
+    instead of raising; a second SIGINT calls the handler installed before (the CLI's: one line, exit 2) or
+    raises KeyboardInterrupt. Only the main thread can install it."""
 
     def __init__(self) -> None:
         self.set = False
@@ -21,6 +22,8 @@ class InterruptFlag:
 
     def _handle(self, signum, frame) -> None:
         if self.set:
+            if callable(self._old) and self._old is not signal.default_int_handler:
+                self._old(signum, frame)  # the CLI's own "interrupted, exit 2"
             raise KeyboardInterrupt
         self.set = True
 

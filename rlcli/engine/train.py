@@ -7,6 +7,7 @@ Ctrl-C (finish the iteration, save, stop) and resume (``train(cfg, resume=run_di
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -25,9 +26,32 @@ from rlcli.engine.progress import Progress, Reporter
 from rlcli.engine.seeding import resolve_device, seed_everything
 from rlcli.engine.signals import InterruptFlag
 from rlcli.engine.timing import SETUP, PhaseTimer
-from rlcli.storage.checkpoint import load_checkpoint, save_checkpoint
+from rlcli.storage.checkpoint import (
+    DEFAULT_MAX_BYTES,
+    Checkpoint,
+    first_non_finite,
+    flatten,
+    load_checkpoint,
+    save_checkpoint,
+)
+from rlcli.storage.errors import InvalidFileError, NonFiniteError
+from rlcli.storage.files import refuse_symlink
 from rlcli.storage.metrics import MetricsWriter
-from rlcli.storage.runs import CHECKPOINT_BEST, CHECKPOINT_LAST, write_config
+from rlcli.storage.runs import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    METRICS_FILE,
+    RunLock,
+    check_run_name,
+    check_runs_dir,
+    has_checkpoint,
+    is_restartable,
+    write_config,
+)
+
+# a checkpoint may hold this many times the bytes of a fresh state (optimizer moments), and at least
+# DEFAULT_MAX_BYTES (a replay buffer's rows, absent from a fresh state)
+CHECKPOINT_CAP_FACTOR = 4
 
 
 @dataclass
@@ -72,6 +96,59 @@ def evaluate_algorithm(algo: Algorithm, cfg: Config, episodes: int | None = None
 
 
 
+def restore_checkpoint(algo: Algorithm, path: Path, algo_name: str, weights_only: bool = False,
+                       adapt: Callable[[Checkpoint], Checkpoint] | None = None) -> Checkpoint:
+    """Validate the checkpoint at ``path`` against ``algo`` (built from the config) and load it into ``algo``.
+
+    Everything that can be checked is checked before ``algo`` changes: the file (size capped by the state
+    this config builds), its attributes, the weights' shapes and every dtype against ``algo.state()``
+    (only the model's with ``weights_only``). Whatever ``load_state`` still refuses is an InvalidFileError
+    too, so a bad checkpoint is always one line, exit 2. ``adapt`` turns the checkpoint into what this
+    process loads (a torchrun rank's share).
+    """
+    try:
+        expected: dict | None = algo.state()[0]
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        expected = None  # a state that exists only once loaded (a collection's open histories file)
+    state_bytes = 0 if expected is None else sum(
+        t.numel() * t.element_size() if isinstance(t, torch.Tensor) else np.asarray(t).nbytes
+        for t in flatten(expected).values())
+    ckpt = load_checkpoint(path, require=("algo", "config", "step"),
+                           max_bytes=max(DEFAULT_MAX_BYTES, CHECKPOINT_CAP_FACTOR * state_bytes))
+    if ckpt.attrs["algo"] != algo_name:
+        raise ConfigError(f"'{path}' holds a '{ckpt.attrs['algo']}' run, not '{algo_name}'")
+    if expected is not None:
+        ckpt.check_tensors(expected, groups=["model"] if weights_only else None)
+    try:
+        if weights_only:
+            algo.load_state(ckpt, weights_only=True)
+        else:
+            algo.load_state(adapt(ckpt) if adapt is not None else ckpt)
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InvalidFileError(path, f"it does not fit the {algo_name} model this config builds ({why})") from None
+    return ckpt
+
+
+def non_finite_quantity(algo: Algorithm, metrics: dict[str, float]) -> str | None:
+    """What became NaN or Inf: a loss or gradient norm among ``metrics``, or a parameter or gradient of a
+    network the algorithm holds; None when all are finite. Explained variance and the like may be NaN
+    legitimately (a constant return), so only losses and gradient norms among the metrics are checked."""
+    for name, value in metrics.items():
+        if ("loss" in name or "grad" in name) and not math.isfinite(float(value)):
+            return f"{name} is {float(value)}"
+    for attr, value in vars(algo).items():
+        named = (value.named_parameters() if isinstance(value, torch.nn.Module)
+                 else [("", value)] if isinstance(value, torch.nn.Parameter) else [])
+        for name, param in named:
+            label = f"{attr}.{name}" if name else attr
+            if not bool(torch.isfinite(param.detach()).all()):
+                return f"parameter {label} holds NaN or Inf"
+            if param.grad is not None and not bool(torch.isfinite(param.grad).all()):
+                return f"the gradient of {label} holds NaN or Inf"
+    return None
+
+
 def _tb_tag(name: str) -> str:
     if name.startswith("eval_"):
         return f"eval/{name.removeprefix('eval_')}"
@@ -104,28 +181,55 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
         reporter = Reporter()
     if resume is not None:
         run_dir = Path(resume)
-        ckpt = load_checkpoint(run_dir / CHECKPOINT_LAST)  # before anything is written
-        if ckpt.attrs.get("algo") != cfg.algo:
-            raise ConfigError(f"'{run_dir}' holds a '{ckpt.attrs.get('algo')}' run, not '{cfg.algo}'")
+        if not run_dir.is_dir():
+            raise ConfigError(f"'{run_dir}' is not a run folder")
     else:
-        ckpt = None
-        name = distributed.broadcast_object(
-            Path(run_dir).name if run_dir is not None else cfg.run.name or default_run_name(cfg))
+        if run_dir is not None:  # a folder the caller chose (rlcli collect's source agents)
+            run_dir = Path(run_dir)
+            name = run_dir.name
+        else:
+            name = distributed.broadcast_object(cfg.run.name or default_run_name(cfg))
+            check_run_name(name)
+            check_runs_dir(Path(cfg.run.runs_dir))
+            run_dir = Path(cfg.run.runs_dir) / name
         cfg.run.name = name
-        run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run.runs_dir) / name
-        if distributed.broadcast_object(run_dir.exists() and any(run_dir.iterdir())):  # rank 0's view
-            raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
+    # rank 0 alone writes the run folder, so it alone holds the lock; the OS drops it if the process dies
+    lock = RunLock(run_dir).acquire() if main else None
+    try:
+        return _train_locked(cfg, run_dir, resume is not None, reporter, timer, callbacks, algorithm, main)
+    finally:
+        if lock is not None:
+            lock.release()
 
-    with timer.phase(SETUP):  # building envs and networks, restoring a checkpoint
+
+def _train_locked(cfg: Config, run_dir: Path, resuming: bool, reporter: Reporter, timer: PhaseTimer,
+                  callbacks: list[Callable[[int], None]] | None,
+                  algorithm: Callable[[Config, torch.device], Algorithm] | None, main: bool) -> TrainResult:
+    # a run killed before its first checkpoint has nothing to resume: it starts again, under its name or resumed
+    if distributed.broadcast_object(not resuming and not is_restartable(run_dir)):  # rank 0's view
+        raise ConfigError(f"run folder '{run_dir}' already exists; pick another --name or --resume it")
+    resuming = distributed.broadcast_object(resuming and has_checkpoint(run_dir))
+    if main:
+        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+            stale.unlink(missing_ok=True)  # left by a killed writer; this process holds the lock, none is live
+
+    with timer.phase(SETUP):  # building envs and networks, restoring a checkpoint; nothing is written
         algo = build_algorithm(distributed.rank_config(cfg), algorithm)
         distributed.prepare(algo)
-        metrics = (MetricsWriter(run_dir / "metrics.h5",
-                                 truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
-                   if main else distributed.NoMetrics())
-        if ckpt is not None:
-            algo.load_state(distributed.checkpoint_for_rank(ckpt))
-        if main:
-            write_config(run_dir, cfg)
+        try:
+            ckpt = (restore_checkpoint(algo, run_dir / CHECKPOINT_LAST, cfg.algo,
+                                       adapt=distributed.checkpoint_for_rank) if resuming else None)
+            # reads and validates the old rows; the file is first rewritten at the first flush
+            metrics = (MetricsWriter(run_dir / METRICS_FILE, keep_existing=resuming,
+                                     truncate_after_step=int(ckpt.attrs["step"]) if ckpt is not None else None)
+                       if main else distributed.NoMetrics())
+            if main:
+                refuse_symlink(run_dir / CHECKPOINT_LAST)
+                refuse_symlink(run_dir / CHECKPOINT_BEST)
+                write_config(run_dir, cfg)
+        except BaseException:
+            algo.close()
+            raise
         tb = None
         if cfg.run.tensorboard and main:
             from torch.utils.tensorboard import SummaryWriter
@@ -134,10 +238,21 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
 
     best_eval = float(ckpt.attrs.get("best_eval_return", -math.inf)) if ckpt is not None else -math.inf
     earlier_wall_time = float(ckpt.attrs.get("wall_time", 0.0)) if ckpt is not None else 0.0  # s, runs resumed from
+    last_saved = int(ckpt.attrs["step"]) if ckpt is not None else None  # step of checkpoints/last.h5
+
+    def diverged(step: int, what: str) -> NonFiniteError:
+        kept = (f"{run_dir / CHECKPOINT_LAST} keeps step {last_saved}" if last_saved is not None
+                else "no checkpoint was saved")
+        return NonFiniteError(f"training diverged at step {step}: {what}; {kept} (lower the learning rate?)")
 
     def save(name: str, eval_return: float | None = None) -> None:
+        nonlocal last_saved
         with timer.phase("storage"):
+            metrics.flush()  # the metrics reach at least the checkpoint's step: a resume logs each step once
             state = distributed.gather_state(*algo.state())  # None on ranks other than 0: rank 0 writes
+            bad = distributed.broadcast_object(first_non_finite(state[0]) if state is not None else None)
+            if bad is not None:
+                raise diverged(algo.env_steps, f"'{bad}' holds NaN or Inf")
             if state is not None:
                 tensors, documents = state
                 attrs = {"algo": cfg.algo, "config": cfg.to_toml(), "step": algo.env_steps,
@@ -147,6 +262,8 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
                     attrs["eval_return"] = eval_return
                 save_checkpoint(run_dir / name, tensors, attrs, documents)
             distributed.barrier()  # the checkpoint is on disk before any rank goes on (and may resume from it)
+            if name == CHECKPOINT_LAST:
+                last_saved = algo.env_steps
 
     def log(step: int, values: dict[str, float]) -> None:
         metrics.log(step, **values)
@@ -183,6 +300,9 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
             while algo.env_steps < total:
                 result = algo.iteration(timer)
                 step = algo.env_steps
+                bad = non_finite_quantity(algo, result.metrics)
+                if distributed.any_rank(bad is not None):
+                    raise diverged(step, bad or "another rank's loss or parameters hold NaN or Inf")
                 values = dict(result.metrics)
                 if result.episode_returns:
                     recent_returns.extend(result.episode_returns)
@@ -214,9 +334,14 @@ def train(cfg: Config, *, resume: str | Path | None = None, reporter: Reporter |
             if algo.evaluates and (algo.env_steps > start_step or not (run_dir / CHECKPOINT_LAST).exists()):
                 final_eval = evaluate_now()
             save(CHECKPOINT_LAST)
-    finally:
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error on its way out says what went wrong, not this flush
+            metrics.flush()
+        raise
+    else:
         with timer.phase("storage"):
             metrics.flush()
+    finally:
         if tb is not None:
             tb.close()
         reporter.stop()

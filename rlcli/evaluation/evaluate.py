@@ -9,7 +9,7 @@ import numpy as np
 
 from rlcli.config.schema import build_config
 from rlcli.engine.progress import CountReporter
-from rlcli.storage.checkpoint import load_checkpoint
+from rlcli.storage.checkpoint import read_checkpoint_attrs
 from rlcli.storage.runs import resolve_checkpoint
 
 
@@ -39,17 +39,25 @@ def load_for_inference(run_or_checkpoint: str | Path, checkpoint: str = "last", 
     """
     import tomllib
 
+    from rlcli.config.fields import ConfigError
     from rlcli.config.presets import parse_override
-    from rlcli.engine.train import build_algorithm
+    from rlcli.engine.train import build_algorithm, restore_checkpoint
 
     path = resolve_checkpoint(run_or_checkpoint, checkpoint)
-    ckpt = load_checkpoint(path)
-    saved = tomllib.loads(ckpt.attrs["config"])
-    cfg = build_config(saved["algo"], [saved, {"env": {"num_envs": 1}, "run": {"device": device}}]
-                       + [parse_override(o) for o in overrides])
+    attrs = read_checkpoint_attrs(path, require=("algo", "config", "step"))  # validated: TOML, types
+    saved = tomllib.loads(attrs["config"])
+    try:
+        cfg = build_config(attrs["algo"], [saved, {"env": {"num_envs": 1}, "run": {"device": device}}]
+                           + [parse_override(o) for o in overrides])
+    except ConfigError as e:
+        raise ConfigError(f"'{path}': its config is not valid: {e}") from None
     algo = build_algorithm(cfg)
-    algo.load_state(ckpt, weights_only=True)
-    return algo, cfg, path, int(ckpt.attrs.get("step", 0))
+    try:
+        ckpt = restore_checkpoint(algo, path, attrs["algo"], weights_only=True)
+    except BaseException:
+        algo.close()
+        raise
+    return algo, cfg, path, int(ckpt.attrs["step"])
 
 
 def evaluate(run_or_checkpoint: str | Path, episodes: int = 10, deterministic: bool = True,

@@ -247,6 +247,7 @@ def report(paths: list[str | Path] | None = None, *, curves: bool = False, grs: 
     from rlcli.evaluation.aggregate import DEFAULT_REPS
     from rlcli.report.curves import DEFAULT_THRESHOLDS, plot_grs_curves, plot_learning_curves
     from rlcli.report.heatmap import GRS_NOTES, grs_table, plot_heatmap
+    from rlcli.storage.files import make_dirs
     from rlcli.storage.runs import find_runs
 
     paths = list(paths or ["runs"])
@@ -257,7 +258,7 @@ def report(paths: list[str | Path] | None = None, *, curves: bool = False, grs: 
     groups = group_runs(runs)
     thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)  # ConfigError when --out names a file
     files: list[Path] = []
     if curves:
         files += plot_learning_curves(groups, out, thresholds)

@@ -21,6 +21,7 @@ from rlcli.storage.errors import CorruptFileError
 
 SHIFT_FILE = "shift.h5"
 FORMAT = "rlcli-shift"
+MAX_SHIFT_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -62,11 +63,13 @@ def write_shift(path: Path, result: ShiftResult) -> None:
 
 def read_shift(path: Path | str) -> ShiftResult | None:
     """The curve stored at ``path``; None when there is none."""
+    from rlcli.storage.files import open_h5_bytes, read_bytes
+
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5_bytes(path, read_bytes(path, MAX_SHIFT_BYTES)) as f:
             if f.attrs.get("format") != FORMAT:
                 raise CorruptFileError(path, "it is not an rlcli shift curve")
             return ShiftResult(f["levels"][()], f["returns"][()], float(f.attrs["grs"]),
@@ -74,5 +77,5 @@ def read_shift(path: Path | str) -> ShiftResult | None:
                                path)
     except CorruptFileError:
         raise
-    except (OSError, KeyError) as e:
+    except (OSError, KeyError, ValueError, TypeError) as e:
         raise CorruptFileError(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None

@@ -6,13 +6,17 @@ State of a run, read from its folder before anything is launched:
   -> skipped, so rerunning the same command after a crash continues where it stopped;
 - ``evaluate``: trained, but the shift evaluation is missing -> only evaluated;
 - ``resume``: a readable last checkpoint short of ``run.total_steps`` -> resumed from it (exactly);
-- ``restart``: a folder without a readable last checkpoint (killed before its first save) -> deleted and
-  started again;
-- ``new``: no folder yet.
+- ``restart``: a folder without a last checkpoint (killed before its first save) -> started again in place
+  (the worker's ``train`` replaces its config and metrics; nothing is deleted here);
+- ``new``: no folder yet;
+- ``busy``: another process holds the run folder's lock (an earlier study still running, a ``rlcli train
+  --resume`` by hand) -> not touched and not launched; the study reports it and exits 1.
 
 Each launched run is ``python -m rlcli.study.worker`` with its resolved config saved in
 ``<runs_dir>/.study/<name>.toml`` and its output in ``<runs_dir>/.study/<name>.log``; a crash, a kill or a
-leak in one run leaves the others running. After each finished run the best checkpoint of its
+leak in one run leaves the others running. A worker holds its run folder's lock while it writes, and dies
+with the runner: when the runner dies (even by kill -9) each worker gets SIGINT, so it saves a checkpoint
+at the end of its iteration and stops (see :mod:`rlcli.study.worker`). After each finished run the best checkpoint of its
 algorithm+environment (highest ``eval_return`` of the runs' ``checkpoints/best.h5``; ties go to the run
 earlier in the plan) is copied to ``<runs_dir>/best/<algo>-<env>.h5`` and recorded, with the technique
 and seed that produced it, in ``<runs_dir>/best/best.toml``.
@@ -23,9 +27,9 @@ no new run starts, and the command exits 2; rerunning it resumes them. A second 
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +44,7 @@ import numpy as np
 from rlcli.engine.progress import CountReporter
 from rlcli.engine.signals import InterruptFlag
 from rlcli.study.spec import Study, StudyRun, load_study
+from rlcli.study.worker import PARENT_ENV
 
 STUDY_DIR = ".study"
 BEST_DIR = "best"
@@ -49,8 +54,9 @@ BEST_RECORD = "best.toml"
 @dataclass
 class RunOutcome:
     run: StudyRun
-    state: str  # what was found before: done, evaluate, resume, restart, new
-    status: str  # skipped, done, failed, interrupted (stopped by Ctrl-C) or cancelled (never started)
+    state: str  # what was found before: done, evaluate, resume, restart, new, busy
+    status: str  # skipped, done, failed, busy (held by another process), interrupted (stopped by Ctrl-C) or
+    # cancelled (never started)
     seconds: float = 0.0  # wall time of the run's process
     returncode: int | None = None
     log: Path | None = None
@@ -66,32 +72,37 @@ class StudyResult:
 
     @property
     def failed(self) -> list[RunOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+        return [o for o in self.outcomes if o.status in ("failed", "busy")]
 
 
 
 
 def _attr(path: Path, key: str) -> float | None:
     """A root attribute of an HDF5 file, or None when the file is missing or unreadable."""
+    from rlcli.storage.files import open_h5_bytes, read_bytes
+
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5_bytes(path, read_bytes(path, 2**20 * 64)) as f:
             return float(f.attrs[key])
-    except (OSError, KeyError):
+    except (OSError, KeyError, ValueError, TypeError):
         return None
 
 
 def run_state(run: StudyRun, levels: list[float]) -> str:
-    """done, evaluate, resume, restart or new (module docstring)."""
+    """done, evaluate, resume, restart, new or busy (module docstring)."""
     from rlcli.storage.errors import CorruptFileError
-    from rlcli.storage.runs import CHECKPOINT_LAST
+    from rlcli.storage.runs import CHECKPOINT_LAST, LOCK_FILE, has_checkpoint, lock_holder
     from rlcli.storage.shift import SHIFT_FILE, read_shift
 
     d = run.run_dir
-    if not d.is_dir() or not any(d.iterdir()):
+    if lock_holder(d) is not None:
+        return "busy"
+    if not d.is_dir() or not any(e.name != LOCK_FILE for e in d.iterdir()):
         return "new"
     step = _attr(d / CHECKPOINT_LAST, "step")
     if step is None:
-        return "restart"
+        # no checkpoint: restart in place; an unreadable one: resume, whose validation says what is wrong
+        return "resume" if has_checkpoint(d) else "restart"
     if step < run.cfg.run.total_steps:
         return "resume"
     try:
@@ -104,10 +115,9 @@ def run_state(run: StudyRun, levels: list[float]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from rlcli.storage.files import write_atomic
+
+    write_atomic(path, text.encode())
 
 
 def update_best(study: Study, algo: str, env: str) -> dict | None:
@@ -133,14 +143,14 @@ def update_best(study: Study, algo: str, env: str) -> dict | None:
     entry = {"run": best.name, "technique": best.technique, "seed": best.seed, "eval_return": -neg_score,
              "checkpoint": f"{key}.h5", "source": str(best.run_dir / CHECKPOINT_BEST)}
     if records.get(key) != entry or not (best_dir / entry["checkpoint"]).is_file():
-        target = best_dir / entry["checkpoint"]
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        best_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(best.run_dir / CHECKPOINT_BEST, tmp)
-        with h5py.File(tmp, "a") as f:
+        from rlcli.storage.checkpoint import DEFAULT_MAX_BYTES
+        from rlcli.storage.files import read_bytes, write_atomic
+
+        buffer = io.BytesIO(read_bytes(best.run_dir / CHECKPOINT_BEST, DEFAULT_MAX_BYTES))
+        with h5py.File(buffer, "a") as f:  # a copy with the study's labels, edited in memory
             for k in ("run", "technique", "seed"):
                 f.attrs[f"study_{k}"] = entry[k]
-        os.replace(tmp, target)
+        write_atomic(best_dir / entry["checkpoint"], buffer.getvalue())
         records[key] = entry
         _write_atomic(record_path, tomli_w.dumps(records))
     return entry
@@ -195,10 +205,11 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
     """
     study = load_study(path, workers)
     states = {run.name: run_state(run, study.shift) for run in study.runs}
-    counts = {s: sum(v == s for v in states.values()) for s in ("done", "evaluate", "resume", "restart", "new")}
+    counts = {s: sum(v == s for v in states.values())
+              for s in ("done", "evaluate", "resume", "restart", "new", "busy")}
     logs = study.runs_dir / STUDY_DIR
     labels = {"done": "complete", "evaluate": "to evaluate", "resume": "to resume", "restart": "to restart",
-              "new": "new"}
+              "new": "new", "busy": "held by another process"}
     log(f"study {study.path}: {len(study.runs)} runs in {study.runs_dir} ("
         + ", ".join(f"{n} {labels[s]}" for s, n in counts.items() if n) + f"), {study.workers} at a time")
     if dry_run:
@@ -220,9 +231,15 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
         cluster = RayLauncher(ray, lambda: interrupt.set)
 
     def job(run: StudyRun) -> RunOutcome:
+        from rlcli.storage.runs import lock_holder
+
         state = states[run.name]
         if interrupt.set:
             return RunOutcome(run, state, "cancelled")
+        holder = lock_holder(run.run_dir) if state != "busy" else None
+        if state == "busy" or holder is not None:  # never train a run twice, never touch one another process writes
+            holder = holder if holder is not None else lock_holder(run.run_dir)
+            return RunOutcome(run, state, "busy", error=f"held by process {holder or '(ended since)'}")
         config_path, log_path = logs / f"{run.name}.toml", logs / f"{run.name}.log"
         mode = {"new": "new", "restart": "new", "resume": "resume", "evaluate": "evaluate"}[state]
         cmd = [sys.executable, "-m", "rlcli.study.worker", str(config_path), str(run.run_dir), mode,
@@ -230,15 +247,14 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
         t0 = time.perf_counter()
         try:
             _write_atomic(config_path, run.cfg.to_toml())
-            if state == "restart":
-                shutil.rmtree(run.run_dir)
             with open(log_path, "a") as out:
                 out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {mode}: {' '.join(cmd)}\n")
                 out.flush()
                 running[run.name] = log_path
+                env = {**os.environ, PARENT_ENV: str(os.getpid())}  # the worker stops when this process dies
                 try:
-                    rc = (subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode if cluster is None
-                          else cluster.launch(run.cfg, cmd, log_path))
+                    rc = (subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+                          if cluster is None else cluster.launch(run.cfg, cmd, log_path))
                 finally:
                     running.pop(run.name, None)
         except OSError as e:  # the run could not even start (disk full, folder not removable, ...)
@@ -265,6 +281,9 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
                             + (f"; best {run.algo} on {run.env}: {best['run']}" if best else ""))
                     elif outcome.status == "interrupted":
                         log(f"[{finished}/{len(todo)}] {run.name} interrupted; rerunning the study resumes it")
+                    elif outcome.status == "busy":
+                        log(f"[{finished}/{len(todo)}] {run.name} not started: its folder is {outcome.error}; "
+                            f"rerun the study when that process has finished")
                     elif outcome.status == "failed":
                         why = outcome.error or f"exit {outcome.returncode}"
                         log(f"[{finished}/{len(todo)}] {run.name} FAILED ({why}) after "
@@ -277,8 +296,10 @@ def run_study(path: str | Path, workers: int | None = None, dry_run: bool = Fals
                 cluster.close()
     outcomes.sort(key=lambda o: o.run.index)
     result = StudyResult(study, outcomes, time.perf_counter() - start, interrupt.set)
-    tally = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "interrupted", "cancelled")}
+    tally = {s: sum(o.status == s for o in outcomes)
+             for s in ("done", "failed", "busy", "interrupted", "cancelled")}
     log(f"study {'interrupted' if interrupt.set else 'finished'} after {result.wall_time:.1f} s: "
         f"{tally['done']} ran, {counts['done']} skipped (complete), {tally['failed']} failed"
+        + (f", {tally['busy']} held by other processes" if tally["busy"] else "")
         + (f", {tally['interrupted']} interrupted, {tally['cancelled']} not started" if interrupt.set else ""))
     return result

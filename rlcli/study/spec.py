@@ -39,6 +39,7 @@ from rlcli.config.fields import ConfigError, close_match
 from rlcli.config.presets import default_preset_for, read_toml
 from rlcli.config.schema import Config, build_config, known_algos
 from rlcli.evaluation.grs import DEFAULT_LEVELS, parse_levels
+from rlcli.storage.runs import check_runs_dir
 
 STUDY_KEYS = {"algorithms", "techniques", "environments", "seeds", "exclude", "runs_dir", "workers", "shift",
               "shift_episodes"}
@@ -146,7 +147,11 @@ def load_study(path: str | Path, workers: int | None = None) -> Study:
                               f"{close_match(key, sorted(allowed))}; use all, <env>, <algo> or <algo>-<env>")
         if not isinstance(layer, dict):
             raise ConfigError(f"config.{key} in '{path}' must be a table of config sections")
-    runs_dir = Path(table.get("runs_dir", f"runs/{path.stem}"))
+    runs_dir_value = table.get("runs_dir", f"runs/{path.stem}")
+    if not isinstance(runs_dir_value, str) or not runs_dir_value:
+        raise ConfigError(f"study.runs_dir in '{path}' must be a folder path, got {runs_dir_value!r}")
+    runs_dir = Path(runs_dir_value)
+    check_runs_dir(runs_dir)
     runs: list[StudyRun] = []
     for env, algo, technique, seed in itertools.product(envs, algos, techniques, seeds):
         if _excluded(rules, {"algorithm": algo, "technique": technique, "environment": env, "seed": seed}):
@@ -169,5 +174,8 @@ def load_study(path: str | Path, workers: int | None = None) -> Study:
     episodes = table.get("shift_episodes", 10)
     if not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"study.shift_episodes in '{path}' must be a positive integer, got {episodes!r}")
-    return Study(path, runs, runs_dir, n_workers, parse_levels(table.get("shift", list(DEFAULT_LEVELS))),
-                 episodes)
+    shift = table.get("shift", list(DEFAULT_LEVELS))
+    if not isinstance(shift, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in shift):
+        raise ConfigError(f"study.shift in '{path}' must be a list of numbers in [0, 1], e.g. [0.0, 0.5, 1.0]; "
+                          f"got {shift!r}")
+    return Study(path, runs, runs_dir, n_workers, parse_levels(shift), episodes)
