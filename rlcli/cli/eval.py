@@ -31,12 +31,18 @@ def saved_config(run: str, checkpoint: str, overrides: list[str]):
     """The config saved in the checkpoint, with ``--set`` lines on top, checked as a run would check it."""
     import tomllib
 
+    from rlcli.config.fields import ConfigError
     from rlcli.config.presets import parse_override
     from rlcli.config.schema import build_config
     from rlcli.storage.checkpoint import read_checkpoint_attrs
     from rlcli.storage.runs import resolve_checkpoint
 
-    saved = tomllib.loads(read_checkpoint_attrs(resolve_checkpoint(run, checkpoint))["config"])
+    path = resolve_checkpoint(run, checkpoint)
+    try:  # the file's own config first, so a fault in it names the file (a --set fault names the key)
+        saved = tomllib.loads(str(read_checkpoint_attrs(path).get("config", "")))
+        build_config(saved.get("algo", ""), [saved])
+    except (tomllib.TOMLDecodeError, ConfigError) as e:
+        raise ConfigError(f"'{path}' holds an invalid config: {e}") from None
     return build_config(saved["algo"], [saved] + [parse_override(o) for o in overrides])
 
 
