@@ -113,65 +113,76 @@ def _node_name() -> str:
     return socket.gethostname()
 
 
-def _run_on_ray(cfg: Config, out: Path, blocks: list[range], address: str,
-                done: Callable[[int], None]) -> list[ShardOutcome]:
+def _connect(address: str):
+    """Ray, connected to the cluster at ``address`` ("auto": this machine's, or a new local one)."""
     from rlcli.study.ray_backend import _import_ray
 
     ray = _import_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
+    if not ray.is_initialized():
         try:
             ray.init(address=None if address == "auto" else address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"cannot reach the Ray cluster at '{address}': {str(e).splitlines()[0]}") from None
+    return ray
+
+
+def _cpus_per_shard(cfg: Config) -> int:
+    return max(1, cfg.run.torch_threads)
+
+
+def _run_on_ray(ray, cfg: Config, out: Path, blocks: list[range],
+                done: Callable[[int], None]) -> list[ShardOutcome]:
+    task = ray.remote(max_retries=MAX_RETRIES)(run_shard).options(
+        num_cpus=_cpus_per_shard(cfg), num_gpus=1 if cfg.run.device == "cuda" else 0)
+    pending = {task.remote(cfg, str(out), k, agents): k for k, agents in enumerate(blocks)}
+    outcomes = []
     try:
-        task = ray.remote(max_retries=MAX_RETRIES)(run_shard).options(
-            num_cpus=max(1, cfg.run.torch_threads), num_gpus=1 if cfg.run.device == "cuda" else 0)
-        pending = {task.remote(cfg, str(out), k, agents): k for k, agents in enumerate(blocks)}
-        outcomes = []
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                k = pending.pop(ready[0])
-                try:
-                    outcomes.append(ray.get(ready[0]))
-                except ray.exceptions.RayError as e:  # retries used up (nodes kept dying), or Ray failed
-                    outcomes.append(ShardOutcome(k, error=f"shard {k}: Ray task failed: {str(e).splitlines()[0]}"))
-                done(len(outcomes))
-        except KeyboardInterrupt:
-            for ref in pending:  # each shard checkpoints on SIGINT, as a local collection does on Ctrl-C
-                ray.cancel(ref)
-            ray.wait(list(pending), num_returns=len(pending), timeout=60)
-            raise
-    finally:
-        if started_here:
-            ray.shutdown()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            k = pending.pop(ready[0])
+            try:
+                outcomes.append(ray.get(ready[0]))
+            except ray.exceptions.RayError as e:  # retries used up (nodes kept dying), or Ray itself failed
+                outcomes.append(ShardOutcome(k, error=f"shard {k}: Ray task failed: {str(e).splitlines()[0]}"))
+            done(len(outcomes))
+    except KeyboardInterrupt:
+        for ref in pending:  # each shard checkpoints on SIGINT, as a local collection does on Ctrl-C
+            ray.cancel(ref)
+        ray.wait(list(pending), num_returns=len(pending), timeout=60)
+        raise
     return sorted(outcomes, key=lambda o: o.shard)
 
 
-def collect_sharded(cfg: Config, out: str | Path, shards: int, *, ray: str | None = None,
+def collect_sharded(cfg: Config, out: str | Path, shards: int | None, *, ray: str | None = None,
                     reporter: CountReporter | None = None) -> CollectResult:
     """Collect ``out`` as ``shards`` shards over the agents (one after another here, or as Ray tasks on the
-    cluster ``ray``: "auto" or an address), then write ``out`` as their index. Rerunning after a failure or
-    Ctrl-C redoes only the unfinished shards. Raises ConfigError for bad input (before any work), OSError
-    naming the shards that failed (the finished ones stay)."""
+    cluster ``ray``: "auto" or an address; there ``None`` is one shard per ``run.torch_threads`` CPUs of the
+    cluster), then write ``out`` as their index. Rerunning after a failure or Ctrl-C redoes only the
+    unfinished shards. Raises ConfigError for bad input (before any work), OSError naming the shards that
+    failed (the finished ones stay), ShardsInterrupted after Ctrl-C."""
     out = Path(out)
     if cfg.env.id != "darkroom":
         raise ConfigError(f"collect supports env 'darkroom' only, got '{cfg.env.id}'")
     num_agents = len(source_agents(cfg)[0])
-    if not 1 <= shards <= num_agents:
+    if shards is None and not ray:
+        raise ConfigError("a sharded collection needs --shards N or --ray")
+    if shards is not None and not 1 <= shards <= num_agents:
         raise ConfigError(f"--shards must be in [1, {num_agents}] (the collection has {num_agents} agents), "
                           f"got {shards}")
     if out.exists():
         why = "is a complete collection" if _is_index(out) else "exists and is no sharded collection's index"
         raise ConfigError(f"'{out}' {why}; choose another --out or delete it")
+    ray_module = _connect(ray) if ray else None
+    if shards is None:
+        cpus = int(ray_module.cluster_resources().get("CPU", 1))
+        shards = max(1, min(num_agents, cpus // _cpus_per_shard(cfg)))
     blocks = shard_agents(num_agents, shards)
     reporter = reporter or CountReporter()
     reporter.start(f"collecting {shards} shards" + (" on Ray" if ray else ""), shards)
     start = time.monotonic()
     try:
-        if ray:
-            outcomes = _run_on_ray(cfg, out, blocks, ray, reporter.update)
+        if ray_module is not None:
+            outcomes = _run_on_ray(ray_module, cfg, out, blocks, reporter.update)
         else:
             outcomes = []
             for k, agents in enumerate(blocks):
@@ -182,6 +193,8 @@ def collect_sharded(cfg: Config, out: str | Path, shards: int, *, ray: str | Non
                                 f"rerun the same command (--out {out}) to resume") from None
     finally:
         reporter.stop()
+        if ray_module is not None:
+            ray_module.shutdown()
     failed = [o.error for o in outcomes if o.error]
     if failed:
         raise OSError(f"{len(failed)} of {shards} shards failed ({failed[0]}); rerun the same command to redo "
