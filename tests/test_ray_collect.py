@@ -92,6 +92,8 @@ def test_a_rerun_redoes_only_the_killed_shard(one_process, tmp_path):
 
     with pytest.raises(RuntimeError, match="killed"):
         collect(cfg, shard_path(out, 1), agents=second, callbacks=[die])
+    with pytest.raises(ConfigError, match="other agents"):  # a shard file of another --shards is not resumed
+        collect(cfg, shard_path(out, 1), agents=range(4, 7))
     result = collect_sharded(cfg, out, 2)
     assert result.resumed and shard_path(out, 0).stat().st_mtime_ns == done_at  # shard 0 was left alone
     per_update = len(second) * cfg.a2c.num_envs * cfg.a2c.num_steps
@@ -100,8 +102,6 @@ def test_a_rerun_redoes_only_the_killed_shard(one_process, tmp_path):
     _assert_same_histories(one_process, out)
     with pytest.raises(ConfigError, match="complete collection"):
         collect_sharded(cfg, out, 2)
-    with pytest.raises(ConfigError, match="other agents"):  # a shard file of another --shards is not resumed
-        collect(cfg, shard_path(out, 1), agents=range(4, 7))
 
 
 def test_collect_on_a_two_node_ray_cluster_and_distill_reads_the_index(cluster, one_process, tmp_path):  # noqa: F811
@@ -134,3 +134,7 @@ def test_bad_shard_counts_exit_2_before_any_work(tmp_path):
                            text=True, timeout=120)
         assert r.returncode == 2 and "--shards must be in [1, 7]" in r.stderr and "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []
+    code = ("import sys, rlcli.ad.shards, rlcli.cli.collect; from rlcli.cli.main import _register; _register(); "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

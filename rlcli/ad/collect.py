@@ -339,12 +339,12 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
         with HistoryReader(out) as r:
             done_before, collected_with = r.complete, r.config_toml
             held = np.unique(r.histories.agent).tolist()
-        if held != agent_ids:
-            raise ConfigError(f"'{out}' holds other agents (another --shards?); resume it with the same command "
-                              f"and settings, or choose another --out")
         if done_before or not last.is_file():
             why = "is a complete collection" if done_before else "exists and has no resume state"
             raise ConfigError(f"'{out}' {why}; choose another --out or delete it")
+        if held != agent_ids:
+            raise ConfigError(f"'{out}' holds other agents (another --shards?); resume it with the same command "
+                              f"and settings, or choose another --out")
         if collected_with != config_toml:
             raise ConfigError(f"'{out}' was collected with another configuration; resume it with the same "
                               f"command and settings, or choose another --out")
