@@ -134,7 +134,8 @@ def _run_on_ray(ray, cfg: Config, out: Path, blocks: list[range],
                 done: Callable[[int], None]) -> list[ShardOutcome]:
     task = ray.remote(max_retries=MAX_RETRIES)(run_shard).options(
         num_cpus=_cpus_per_shard(cfg), num_gpus=1 if cfg.run.device == "cuda" else 0)
-    pending = {task.remote(cfg, str(out), k, agents): k for k, agents in enumerate(blocks)}
+    # an absolute path: a Ray worker's working directory is not the driver's
+    pending = {task.remote(cfg, str(out.absolute()), k, agents): k for k, agents in enumerate(blocks)}
     outcomes = []
     try:
         while pending:
