@@ -94,6 +94,8 @@ def test_a_rerun_redoes_only_the_killed_shard(one_process, tmp_path):
         collect(cfg, shard_path(out, 1), agents=second, callbacks=[die])
     with pytest.raises(ConfigError, match="other agents"):  # a shard file of another --shards is not resumed
         collect(cfg, shard_path(out, 1), agents=range(4, 7))
+    with pytest.raises(ConfigError, match="shard of another collection"):  # before any work
+        collect_sharded(cfg, out, 3)
     result = collect_sharded(cfg, out, 2)
     assert result.resumed and shard_path(out, 0).stat().st_mtime_ns == done_at  # shard 0 was left alone
     per_update = len(second) * cfg.a2c.num_envs * cfg.a2c.num_steps

@@ -178,6 +178,12 @@ def collect_sharded(cfg: Config, out: str | Path, shards: int | None, *, ray: st
         cpus = int(ray_module.cluster_resources().get("CPU", 1))
         shards = max(1, min(num_agents, cpus // _cpus_per_shard(cfg)))
     blocks = shard_agents(num_agents, shards)
+    try:
+        _check_existing_shards(cfg, out, blocks)
+    except BaseException:
+        if ray_module is not None:
+            ray_module.shutdown()
+        raise
     reporter = reporter or CountReporter()
     reporter.start(f"collecting {shards} shards" + (" on Ray" if ray else ""), shards)
     start = time.monotonic()
@@ -208,6 +214,20 @@ def collect_sharded(cfg: Config, out: str | Path, shards: int | None, *, ray: st
                          sum(o.env_steps for o in outcomes), time.monotonic() - start,
                          any(o.resumed or o.skipped for o in outcomes),
                          float(np.nanmean(last)) if np.isfinite(last).any() else float("nan"))
+
+
+def _check_existing_shards(cfg: Config, out: Path, blocks: list[range]) -> None:
+    """ConfigError when a shard file already there belongs to another collection (other settings, or
+    another --shards); those of this one are skipped (complete) or resumed."""
+    for k, agents in enumerate(blocks):
+        path = shard_path(out, k)
+        if not path.exists():
+            continue
+        with HistoryReader(path) as r:
+            same = r.config_toml == cfg.to_toml() and np.unique(r.histories.agent).tolist() == list(agents)
+        if not same:
+            raise ConfigError(f"'{path}' is a shard of another collection (other settings or --shards); rerun "
+                              f"with the same command and settings, or delete the shard files")
 
 
 def _is_index(path: Path) -> bool:
