@@ -140,3 +140,12 @@ def test_bad_shard_counts_exit_2_before_any_work(tmp_path):
             "assert 'ray' not in sys.modules, 'ray imported'")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_shard_that_cannot_write_its_file_fails_with_the_reason(tmp_path):
+    from rlcli.ad.shards import run_shard
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the collection's folder should be: nothing can be created under it
+    outcome = run_shard(_cfg(), str(blocker / "ad" / "data.h5"), 1, range(2, 4))
+    assert "shard 1" in outcome.error and "storage every node sees" in outcome.error, outcome.error
