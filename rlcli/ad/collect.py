@@ -21,6 +21,9 @@ collection is unfinished ``checkpoints/last.h5``). A checkpoint -- saved every `
 updates and on Ctrl-C -- holds weights, Adam state, rooms, RNG and the history lengths written so far;
 running the same command again truncates the histories to those lengths and continues, so an interrupted
 collection ends with exactly the file an uninterrupted one writes.
+
+A collection may hold a subset of the agents (``agents``: a shard, see :mod:`rlcli.ad.shards`): each agent
+keeps its global index, seed, task and action noise, so the shards' histories are the whole collection's.
 """
 
 from __future__ import annotations
@@ -142,7 +145,9 @@ class Collection(Algorithm):
 
     evaluates = False  # the histories are the product; AD's evaluation comes with `rlcli distill`
 
-    def __init__(self, cfg: Config, device: torch.device, out: str | Path, config_toml: str):
+    def __init__(self, cfg: Config, device: torch.device, out: str | Path, config_toml: str,
+                 agents: range | None = None):
+        """``agents``: the global indices of the agents this collection holds (default: all)."""
         from rlcli.ad.source_a2c import BatchedA2C
 
         self.cfg, self.device, self.out, self.config_toml = cfg, device, Path(out), config_toml
@@ -150,17 +155,19 @@ class Collection(Algorithm):
         self.env_params = _env_params(cfg)
         self.train_tasks, self.validation_tasks, self.test_tasks = split_tasks(
             cfg.run.seed, cc.num_test_tasks, cc.num_validation_tasks)
-        self.agent_tasks, self.agent_splits = source_agents(cfg)
+        all_tasks, all_splits = source_agents(cfg)
+        agent_ids = list(agents) if agents is not None else list(range(len(all_tasks)))
+        self.agent_tasks, self.agent_splits = [all_tasks[a] for a in agent_ids], [all_splits[a] for a in agent_ids]
         agent_tasks, agent_splits = self.agent_tasks, self.agent_splits
         self.train_agent = torch.tensor([s == "train" for s in agent_splits], device=device)
         n_agents, n_envs, streams = len(agent_tasks), hp.num_envs, cc.streams_per_agent
         self.n_agents, self.n_envs = n_agents, n_envs
-        self.specs = [HistorySpec(agent_tasks[a], agent_splits[a], a, s) for a in range(n_agents)
+        self.specs = [HistorySpec(agent_tasks[i], agent_splits[i], a, s) for i, a in enumerate(agent_ids)
                       for s in range(streams)]
         self.stream_index = torch.tensor([a * n_envs + s for a in range(n_agents) for s in range(streams)],
                                          device=device)
         self.agents = BatchedA2C(SIZE * SIZE, NUM_ACTIONS, hp,
-                                 [cfg.run.seed * 1_000_003 + a for a in range(n_agents)], device)
+                                 [cfg.run.seed * 1_000_003 + a for a in agent_ids], device)
         goals = torch.tensor([task_goal(t) for t in agent_tasks for _ in range(n_envs)], dtype=torch.long)
         self.rooms = DarkRoomBatch(goals, SIZE, self.env_params["max_steps"], self.env_params["terminate_on_goal"],
                                    device)
@@ -198,9 +205,11 @@ class Collection(Algorithm):
         finished_returns: list[torch.Tensor] = []
         finished_lengths: list[torch.Tensor] = []
         idx, buf = self.stream_index, self.buffer
+        with timer.phase("inference"):
+            noise = self.agents.action_noise(self.updates, hp.num_steps, n_envs)
         for t in range(hp.num_steps):
             with timer.phase("inference"):
-                action = self.agents.act(self.obs)
+                action = self.agents.act(self.obs, noise[t])
             with timer.phase("env"):
                 time_step = self.rooms.t.clone()
                 nxt, reward, term, trunc, final_obs = self.rooms.step(action.reshape(-1))
@@ -298,13 +307,14 @@ class Collection(Algorithm):
 
 
 def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, timer: PhaseTimer | None = None,
-            callbacks: list[Callable[[int], None]] | None = None) -> CollectResult:
+            callbacks: list[Callable[[int], None]] | None = None, agents: range | None = None) -> CollectResult:
     """Train the source agents and stream their histories into ``out``; resumes an interrupted ``out``.
 
     Runs :class:`Collection` in the training loop (:func:`rlcli.engine.train.train`) with its run folder
     :func:`collection_run_dir`. Raises ConfigError for bad input (another env, a finished or foreign
     ``out``), CollectionInterrupted after Ctrl-C. Each of ``callbacks`` is called with the env steps done
-    (summed over all agents) after every update.
+    (summed over all agents) after every update. ``agents``: collect only these (global) agent indices, a
+    shard of the collection (:func:`rlcli.ad.shards.collect_sharded` joins the shards).
     """
     if cfg.env.id != "darkroom":
         raise ConfigError(f"collect supports env 'darkroom' only, got '{cfg.env.id}'")
@@ -315,7 +325,8 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     # the loop's view of it: env steps summed over all agents, a checkpoint every collect.checkpoint_every
     # updates, no evaluation
     loop_cfg = cfg.copy()
-    n_agents = len(source_agents(cfg)[0])
+    agent_ids = list(agents) if agents is not None else list(range(len(source_agents(cfg)[0])))
+    n_agents = len(agent_ids)
     loop_cfg.run.name = run_dir.name
     steps_per_update = n_agents * hp.num_envs * hp.num_steps
     loop_cfg.run.total_steps = -(-cc.steps_per_agent // (hp.num_envs * hp.num_steps)) * steps_per_update
@@ -327,9 +338,13 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
         last = run_dir / CHECKPOINT_LAST
         with HistoryReader(out) as r:
             done_before, collected_with = r.complete, r.config_toml
+            held = np.unique(r.histories.agent).tolist()
         if done_before or not last.is_file():
             why = "is a complete collection" if done_before else "exists and has no resume state"
             raise ConfigError(f"'{out}' {why}; choose another --out or delete it")
+        if held != agent_ids:
+            raise ConfigError(f"'{out}' holds other agents (another --shards?); resume it with the same command "
+                              f"and settings, or choose another --out")
         if collected_with != config_toml:
             raise ConfigError(f"'{out}' was collected with another configuration; resume it with the same "
                               f"command and settings, or choose another --out")
@@ -338,7 +353,7 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
         shutil.rmtree(run_dir)  # the folder of an earlier collection into an --out that is gone
     try:
         result = train(loop_cfg, resume=resume, reporter=reporter, timer=timer, callbacks=callbacks,
-                       run_dir=run_dir, algorithm=lambda c, device: Collection(c, device, out, config_toml))
+                       run_dir=run_dir, algorithm=lambda c, device: Collection(c, device, out, config_toml, agents))
     except TrainingInterrupted as e:
         raise CollectionInterrupted(e.result, out) from None
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the resume state of a finished collection

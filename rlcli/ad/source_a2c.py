@@ -45,6 +45,7 @@ class BatchedA2C:
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=hp.learning_rate,
                                           betas=(hp.adam_beta1, hp.adam_beta2), eps=hp.adam_eps)
         self.num_agents = n
+        self.seeds = [int(seed) for seed in seeds]
         self._agent = torch.arange(n, device=self.device)[:, None]
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +56,28 @@ class BatchedA2C:
         values = torch.baddbmm(p["v_b"][:, None, :], h, p["v_w"]).squeeze(-1)
         return logits, values
 
+    def action_noise(self, update: int, steps: int, batch: int) -> torch.Tensor:
+        """(steps, N, batch) uniforms in [0, 1) for :meth:`act` during update ``update``: agent n's come from a
+        generator seeded with (``seeds[n]``, ``update``) alone, so an agent acts the same whichever agents
+        share its batch (a collection sharded over agents draws what one process draws) and a resumed
+        collection needs no generator state. Drawn on the CPU once per update, then one copy to the device."""
+        out = torch.empty(self.num_agents, steps, batch)
+        g = torch.Generator()
+        for n, seed in enumerate(self.seeds):
+            g.manual_seed(((seed * 0x9E3779B97F4A7C15) ^ update) & 0xFFFF_FFFF_FFFF_FFFF)
+            torch.rand(steps, batch, generator=g, out=out[n])
+        return out.transpose(0, 1).to(self.device)
+
     @torch.no_grad()
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Sample actions (N, B) from each agent's policy."""
+    def act(self, obs: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample actions (N, B) from each agent's policy: by inverse CDF from ``uniform`` (N, B) in [0, 1)
+        (one row of :meth:`action_noise`), or from torch's global generator without it."""
         logits, _ = self.forward(obs)
-        flat = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
-        return torch.multinomial(flat, 1).reshape(obs.shape)
+        if uniform is None:
+            flat = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
+            return torch.multinomial(flat, 1).reshape(obs.shape)
+        cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
+        return (cdf < uniform[..., None]).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
 
     @torch.no_grad()
     def value(self, obs: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,10 @@ def collect_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain periodic progress lines instead of the live display."),
     convert: tuple[str, str] | None = typer.Option(None, "--convert", metavar="OLD NEW",
                                             help="Rewrite a format-2 histories file OLD as format 3 at NEW, and exit."),
+    shards: int = typer.Option(None, "--shards", help="Collect in N shards over the agents (files beside --out, "
+                                                     "joined by --out as their index); one after another without --ray."),
+    ray: str = typer.Option(None, "--ray", metavar="auto|ADDRESS",
+                            help="Run the shards as Ray tasks on this cluster (default --shards: the cluster's CPUs)."),
 ) -> None:
     """Train A2C source agents on DarkRoom tasks, all at once, streaming their learning histories to --out.
 
@@ -87,12 +91,28 @@ def collect_command(
     import rlcli
     from rlcli.ad.collect import CollectionInterrupted
 
-    try:
-        result = rlcli.collect(cfg, out, reporter=make_reporter(quiet))
-    except CollectionInterrupted as e:
-        print(f"rlcli: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    if shards is not None or ray is not None:
+        result = _collect_sharded(cfg, out, shards, ray, quiet)
+    else:
+        try:
+            result = rlcli.collect(cfg, out, reporter=make_reporter(quiet))
+        except CollectionInterrupted as e:
+            print(f"rlcli: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
     how = "resumed and finished" if result.resumed else "done"
     print(f"{how}: {result.num_agents} agents, {result.num_histories} histories, {result.env_steps} env steps in "
           f"{result.wall_time:.1f} s ({result.steps_per_second:.0f} steps/s); mean return of the train agents' "
           f"last curve point {result.final_train_return:.2f} -> {result.path}")
+
+
+def _collect_sharded(cfg, out: str, shards: int | None, ray: str | None, quiet: bool):
+    import sys
+
+    from rlcli.ad.shards import ShardsInterrupted, collect_sharded
+    from rlcli.cli.display import make_count_reporter
+
+    try:
+        return collect_sharded(cfg, out, shards, ray=ray, reporter=make_count_reporter(quiet))
+    except ShardsInterrupted as e:
+        print(f"rlcli: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None

@@ -25,6 +25,11 @@ The segments are the offsets index of the ragged arrays: history h is the concat
 its segments' rows. A collection appends a block of all histories' new transitions at once (one segment per
 history and append), so writing stays streaming; a file written one history at a time (a conversion) has
 exactly one segment per history. Every dataset carries ``meaning`` and ``unit`` attributes.
+
+A sharded collection's index (:mod:`rlcli.ad.shards`) has the same layout: its ``/transitions/<field>`` are
+virtual datasets over the shard files named in its ``shards`` attribute (JSON list, relative to the index's
+folder), its tables the shards' concatenated. HDF5 reads a missing source file as fill values, so the
+reader checks that every shard file is there.
 """
 
 from __future__ import annotations
@@ -324,6 +329,11 @@ class HistoryReader:
             self.file = h5py.File(self.path, "r", rdcc_nbytes=cache_bytes, rdcc_nslots=10007)
             _check_format(self.file, self.path)
             f = self.file
+            self.shards = [self.path.parent / name for name in json.loads(f.attrs.get("shards", "[]"))]
+            missing = [p for p in self.shards if not p.is_file()]
+            if missing:
+                raise CorruptFileError(self.path, f"its shard file '{missing[0]}' is missing (an index of a sharded "
+                                                  f"collection reads its shard files beside it)")
             self.env_params: dict[str, Any] = json.loads(f.attrs["env"])
             self.config_toml: str = str(f.attrs.get("config", ""))
             self.complete = bool(f.attrs.get("complete", False))
