@@ -100,7 +100,7 @@ class RolloutCollector:
             if values:
                 buffer.data[k].copy_(torch.stack(values))  # (T, B, ...); copy_ casts to the spec's dtype
         with timer.phase("inference"):
-            next_value = policy.value(self.next_obs)
+            next_value = policy.value(self.next_obs).float()  # bf16 under run.precision=bf16; GAE runs in fp32
         return finished_returns, finished_lengths, next_value
 
     # -- checkpoint state ---------------------------------------------------------------------------------
