@@ -6,7 +6,8 @@ Each registered learner (ppo, vapor, dqn, es, rnd, and any other in :data:`rlcli
 for ``--steps`` env steps on its CartPole preset (``--env`` picks another, e.g. minigrid for the CNN nets),
 and AD collects a small DarkRoom history set and distills the full-size transformer for ``--ad-steps``
 gradient steps (its end-of-run in-context evaluation cut to 4 episodes, but counted in its rate). Every run uses ``run.device``, ``run.precision`` and ``run.compile`` from the flags. Without
-CUDA it prints "no cuda: not measured" and exits 0; ``--device cpu`` runs the same on the CPU (a dry check).
+CUDA it prints "no cuda: not measured" and exits 0; ``--device cpu`` runs the same on the CPU (a dry check;
+there the full-size transformer costs about 25 s per gradient step, so pass ``--ad-steps 1``).
 Exit status 1 when any learner failed (each failure is printed, the others still run).
 """
 

@@ -356,6 +356,9 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     loop_cfg.run.checkpoint_every = cc.checkpoint_every * steps_per_update
     loop_cfg.run.eval_every = 0
     loop_cfg.run.tensorboard = False
+    # the source agents are tiny tables of logits; bf16 would only coarsen the sampling probabilities the
+    # histories are drawn from, so a collection always runs in fp32 (run.precision is for the distill)
+    loop_cfg.run.precision = "fp32"
     resume, start_step = None, 0
     if out.exists():
         last = run_dir / CHECKPOINT_LAST
