@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/gpu_smoke.py [--steps 20000] [--precision bf16] [--compile] [--device cpu]
 
-Each registered learner (ppo, vapor, dqn, es, rnd, and any other in :data:`rlcli.algos.ALGORITHMS`) trains
+Each learner ``rlcli train`` trains (ppo, vapor, dqn, es, rnd, a2c: :func:`rlcli.registry.algorithms`) trains
 for ``--steps`` env steps on its CartPole preset (``--env`` picks another, e.g. minigrid for the CNN nets),
 and AD collects a small DarkRoom history set and distills the full-size transformer for ``--ad-steps``
 gradient steps (its end-of-run in-context evaluation cut to 4 episodes, but counted in its rate). Every run uses ``run.device``, ``run.precision`` and ``run.compile`` from the flags. Without
@@ -64,9 +64,9 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no cuda: not measured")
         return 0
-    from rlcli.algos import ALGORITHMS
+    from rlcli import registry
 
-    learners = [a for a in ALGORITHMS if a != "ad"] + ["ad"]
+    learners = [s.name for s in registry.algorithms("train")] + ["ad"]
     if args.only:
         learners = [a for a in learners if a in args.only]
     failed = []

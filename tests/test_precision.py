@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import rlcli
-from rlcli.algos import algorithm_class
 from rlcli.config.fields import ConfigError
 from rlcli.config.presets import resolve_config
+from rlcli.registry import algorithm_class
 from rlcli.storage.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
