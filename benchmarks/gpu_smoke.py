@@ -81,7 +81,7 @@ def main() -> int:
                 continue
             unit = "gradient steps/s (distill)" if algo == "ad" else "env steps/s"
             print(f"{algo:6s} {args.device} {args.precision}{' compiled' if args.compile else ''}: "
-                  f"{rate:,.0f} {unit} ({time.perf_counter() - t0:.0f} s wall)", flush=True)
+                  f"{rate:,.{0 if rate >= 100 else 2}f} {unit} ({time.perf_counter() - t0:.0f} s wall)", flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
