@@ -1,60 +1,98 @@
-"""Env steps/s of the batched A2C collector: all agents at once vs one agent's envs at a time.
+"""AD collection time: ``rlcli.collect`` at reduced steps, storage on, projected to the preset's 2.5M steps.
 
-    PYTHONPATH=. python benchmarks/ad_collect.py [--agents 57] [--updates 50] [--device cpu]
+    PYTHONPATH=. python benchmarks/ad_collect.py [--steps 40000] [--rounds 1] [--compare /work/main]
 
-Runs the same rollout + update code (:class:`rlcli.ad.source_a2c.BatchedA2C` on a DarkRoomBatch) once with all
-``--agents`` agents stacked, and once for a single agent (its 10 envs; how a per-agent loop would step),
-and prints both rates side by side. Storage is left out: this measures the learner and the rooms.
+Two workloads, each the real ``rlcli.collect`` (batched A2C, DarkRoom rooms, the HDF5 histories file, the
+run folder and its checkpoints) on ``presets/darkroom-ad.toml`` with ``collect.steps_per_agent`` cut to
+``--steps`` (the preset's full figure is 2.5M):
+
+- seed scale: 57 agents (the seed's 57 train tasks x 1 agent, no validation or test agents), one stored
+  stream each: 142.5M env steps at full length (the issue's bar: a 9.2-minute prototype);
+- full preset: every agent of the preset (train tasks x ``collect.histories_per_task`` + one per validation
+  and test task: 49 x 4 + 8 + 23 = 227 agents), one stored stream each.
+
+The projection is wall time x (2.5M / ``--steps``): fixed costs (opening the file, the run folder) are
+scaled up with the rest, so it errs long. ``--compare DIR`` also runs another checkout's ``rlcli`` (e.g.
+main) in the same rounds, alternating with this one, so that both see the same machine load; each
+measurement runs in its own process with one torch thread. The load average is printed with each round.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import torch
+FULL_STEPS = 2_500_000
+WORKLOADS = {
+    "seed scale (57 agents)": ["collect.num_test_tasks=23", "collect.num_validation_tasks=0",
+                               "collect.histories_per_task=1", "collect.test_histories_per_task=0"],
+    "full preset": [],
+}
 
-from rlcli.ad.source_a2c import BatchedA2C
-from rlcli.config.ad import A2CConfig
-from rlcli.envs.darkroom import DarkRoomBatch, task_goal
+
+def measure(overrides: list[str], steps: int) -> dict:
+    """Collect once into a temporary file; wall time of the whole ``rlcli.collect`` call."""
+    import torch
+
+    import rlcli
+    from rlcli.config.presets import resolve_config
+
+    torch.set_num_threads(1)
+    cfg = resolve_config("ad", preset="darkroom-ad", overrides=[*overrides, f"collect.steps_per_agent={steps}",
+                                                                 "collect.streams_per_agent=1"])
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        result = rlcli.collect(cfg, Path(d) / "histories.h5")
+        wall = time.perf_counter() - t0
+    return {"agents": result.num_agents, "env_steps": result.env_steps, "wall": wall}
 
 
-def rate(num_agents: int, updates: int, device: torch.device) -> float:
-    hp = A2CConfig()
-    agents = BatchedA2C(81, 5, hp, list(range(num_agents)), device)
-    goals = torch.tensor([task_goal(a % 80) for a in range(num_agents) for _ in range(hp.num_envs)])
-    rooms = DarkRoomBatch(goals, device=device)
-    obs = rooms.reset().reshape(num_agents, hp.num_envs)
-    shape = (hp.num_steps, num_agents, hp.num_envs)
-    t0 = time.perf_counter()
-    for _ in range(updates):
-        buf = {k: [] for k in ("obs", "act", "rew", "term", "trunc", "final")}
-        for _ in range(hp.num_steps):
-            act = agents.act(obs)
-            nxt, rew, term, trunc, final = rooms.step(act.reshape(-1))
-            final_v = agents.value(final.reshape(obs.shape)) if trunc.any() else torch.zeros(obs.shape, device=device)
-            for k, v in zip(buf, (obs, act, rew, term, trunc, final_v), strict=True):
-                buf[k].append(v.reshape(obs.shape))
-            obs = nxt.reshape(obs.shape)
-        agents.update(*(torch.stack(buf[k]).reshape(shape) for k in buf), obs)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return updates * num_agents * hp.num_envs * hp.num_steps / (time.perf_counter() - t0)
+def run_in(checkout: str, overrides: list[str], steps: int) -> dict:
+    code = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"from ad_collect import measure; print(json.dumps(measure({overrides!r}, {steps})))")
+    env = {**os.environ, "PYTHONPATH": checkout, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=checkout, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--agents", type=int, default=57)
-    p.add_argument("--updates", type=int, default=50)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=40_000, help="env steps per agent of each measurement")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--compare", default="", help="another checkout to measure in the same rounds (e.g. main)")
+    p.add_argument("--only", choices=sorted(WORKLOADS), default=None)
     args = p.parse_args()
-    torch.set_num_threads(1)
-    dev = torch.device(args.device)
-    batched = rate(args.agents, args.updates, dev)
-    single = rate(1, args.updates, dev)
-    print(f"device {dev}: batched {args.agents} agents {batched:,.0f} env steps/s; one agent's 10 envs at a time "
-          f"{single:,.0f} env steps/s; ratio {batched / single:.1f}x; 57 tasks x 2.5M steps would take "
-          f"{57 * 2.5e6 / batched / 60:.1f} min batched vs {57 * 2.5e6 / single / 60:.1f} min one at a time")
+    here = str(Path(__file__).resolve().parents[1])
+    checkouts = {"this": here} | ({"compare": os.path.abspath(args.compare)} if args.compare else {})
+    walls: dict[tuple[str, str], list[float]] = {}
+    for r in range(args.rounds):
+        for name, overrides in WORKLOADS.items():
+            if args.only and name != args.only:
+                continue
+            for label, checkout in checkouts.items():
+                m = run_in(checkout, overrides, args.steps)
+                walls.setdefault((name, label), []).append(m["wall"])
+                full = m["wall"] * FULL_STEPS / args.steps
+                print(f"round {r + 1} {name:24s} {label:7s} {m['agents']:3d} agents x {args.steps:,} steps: "
+                      f"{m['wall']:6.1f} s ({m['env_steps'] / m['wall']:,.0f} env steps/s) -> {full / 60:6.1f} min "
+                      f"at 2.5M steps; load average {os.getloadavg()[0]:.2f}", flush=True)
+    for name in WORKLOADS:
+        if (name, "this") not in walls:
+            continue
+        best = min(walls[(name, "this")])
+        line = f"{name}: projected {best * FULL_STEPS / args.steps / 60:.1f} min (best of {args.rounds})"
+        if (name, "compare") in walls:
+            ratios = [c / t for t, c in zip(walls[(name, "this")], walls[(name, "compare")], strict=True)]
+            line += (f"; {args.compare} {min(walls[(name, 'compare')]) * FULL_STEPS / args.steps / 60:.1f} min; "
+                     f"speed-up per round {', '.join(f'{x:.2f}x' for x in ratios)}")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -194,59 +194,42 @@ class Collection(Algorithm):
     def iteration(self, timer: PhaseTimer) -> IterationResult:
         if self.writer is None:
             self.writer = self._open_new()
-        cc, hp = self.cfg.collect, self.cfg.a2c
+        hp = self.cfg.a2c
         n_agents, n_envs = self.n_agents, self.n_envs
         shape, device = (hp.num_steps, n_agents, n_envs), self.device
         r_obs = torch.empty(shape, dtype=torch.long, device=device)
-        r_act = torch.empty_like(r_obs)
+        r_act, r_time, r_final_obs = torch.empty_like(r_obs), torch.empty_like(r_obs), torch.empty_like(r_obs)
         r_term = torch.empty(shape, dtype=torch.bool, device=device)
         r_trunc = torch.empty_like(r_term)
-        r_rew, r_final = torch.empty(shape, device=device), torch.zeros(shape, device=device)
-        finished_returns: list[torch.Tensor] = []
-        finished_lengths: list[torch.Tensor] = []
-        idx, buf = self.stream_index, self.buffer
+        r_rew = torch.empty(shape, device=device)
         with timer.phase("inference"):
+            policies = self.agents.tables()  # the parameters do not change within a rollout
+            # each agent's own draws (seeded by its seed and the update), so shards act as one process does
             noise = self.agents.action_noise(self.updates, hp.num_steps, n_envs)
+        # The step loop: no host-device synchronisation (no .item(), .cpu(), bool(tensor) or data-dependent
+        # shape); everything that does not feed the next step is done on whole (T, ...) tensors after it.
         for t in range(hp.num_steps):
             with timer.phase("inference"):
-                action = self.agents.act(self.obs, noise[t])
+                action = policies.act(self.obs, noise[t])
             with timer.phase("env"):
-                time_step = self.rooms.t.clone()
+                r_time[t] = self.rooms.t.reshape(n_agents, n_envs)
                 nxt, reward, term, trunc, final_obs = self.rooms.step(action.reshape(-1))
             r_obs[t], r_act[t] = self.obs, action
             r_rew[t] = reward.reshape(n_agents, n_envs)
             r_term[t], r_trunc[t] = term.reshape(n_agents, n_envs), trunc.reshape(n_agents, n_envs)
-            if trunc.any():
-                with timer.phase("inference"):
-                    r_final[t] = self.agents.value(final_obs.reshape(n_agents, n_envs))
-            done = r_term[t] | r_trunc[t]
-            self.ep_return += r_rew[t]
-            self.curve_sum += (self.ep_return * done).sum(1)
-            self.curve_count += done.sum(1)
-            shown = done & self.train_agent[:, None]  # the loop's episode_return: the source on training tasks
-            finished_returns.append(self.ep_return[shown])
-            finished_lengths.append(time_step.reshape(n_agents, n_envs)[shown] + 1)
-            self.ep_return *= ~done
-            stream_done = (term | trunc)[idx]
-            buf["obs"].append(self.obs.reshape(-1)[idx])
-            buf["action"].append(action.reshape(-1)[idx])
-            buf["next_obs"].append(final_obs[idx])
-            buf["reward"].append(reward[idx])
-            buf["done"].append(stream_done)
-            buf["time_step"].append(time_step[idx])
-            buf["keep"].append(self.stream_keep.clone())
-            self.stream_found_at = torch.where((reward[idx] > 0) & (self.stream_found_at < 0),
-                                               self.stream_episode, self.stream_found_at)
-            self.stream_episode += stream_done.long()
-            self.stream_keep = torch.where(stream_done, keep_episode(self.stream_episode, self.stream_found_at,
-                                                                     cc.episode_stride, cc.dense_until_success,
-                                                                     cc.skip_after_success),
-                                           self.stream_keep)
+            r_final_obs[t] = final_obs.reshape(n_agents, n_envs)
             self.obs = nxt.reshape(n_agents, n_envs)
+        with timer.phase("inference"):
+            # V(final observation), used only where the episode was truncated (bootstrapped)
+            r_final = policies.value(r_final_obs.transpose(0, 1).reshape(n_agents, -1))
+            r_final = r_final.reshape(n_agents, hp.num_steps, n_envs).transpose(0, 1)
+        finished_returns, finished_lengths = self._book_episodes(r_rew, r_term | r_trunc, r_time)
+        self._book_streams(r_obs, r_act, r_final_obs, r_rew, r_term | r_trunc, r_time)
         with timer.phase("learning"):
             losses = self.agents.update(r_obs, r_act, r_rew, r_term, r_trunc, r_final, self.obs)
         self.updates += 1
         self.env_steps = self.updates * self.steps_per_update
+        cc = self.cfg.collect
         if self.updates % cc.flush_every == 0:
             self._flush_buffer(timer)
         if self.updates % cc.curve_every == 0 or self.updates == self.updates_total:
@@ -258,15 +241,66 @@ class Collection(Algorithm):
         if self.updates == self.updates_total:
             self._flush_buffer(timer)
             self.writer.mark_complete()
+        # once per update (not per step): the losses and finished episodes go to the host for the loop's log
         return IterationResult(metrics={k: float(v) for k, v in losses.items()},
-                               episode_returns=torch.cat(finished_returns).tolist(),
-                               episode_lengths=torch.cat(finished_lengths).tolist())
+                               episode_returns=finished_returns.tolist(),
+                               episode_lengths=finished_lengths.tolist())
+
+    def _book_episodes(self, rew: torch.Tensor, done: torch.Tensor,
+                       time_step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Episode returns of a rollout (all (T, N, B)), without a loop over its steps: adds to the agents'
+        learning-curve sums and carries unfinished returns over; returns (returns, lengths) of the episodes
+        that ended on training tasks, in step-major order (the loop's episode_return)."""
+        steps = rew.shape[0]
+        cum = self.ep_return + rew.cumsum(0)  # return since the last episode start before the rollout
+        step = torch.arange(steps, device=rew.device).reshape(-1, 1, 1)
+        last_done = torch.where(done, step, -1).cummax(0).values  # last episode end at or before t
+        prev_done = torch.cat((torch.full_like(last_done[:1], -1), last_done[:-1]))
+        base = torch.where(prev_done >= 0, cum.gather(0, prev_done.clamp(min=0)), 0.0)
+        ep_return = cum - base  # at each step: the return of the episode it belongs to, so far
+        self.curve_sum += (ep_return * done).sum((0, 2))
+        self.curve_count += done.sum((0, 2))
+        end = last_done[-1]
+        self.ep_return = torch.where(end >= 0, cum[-1] - cum.gather(0, end.clamp(min=0)[None])[0], cum[-1])
+        shown = done & self.train_agent[None, :, None]  # the loop's episode_return: the source on training tasks
+        return ep_return[shown], time_step[shown] + 1
+
+    def _book_streams(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, rew: torch.Tensor,
+                      done: torch.Tensor, time_step: torch.Tensor) -> None:
+        """Buffer the stored streams' transitions of a rollout (all (T, N, B)) with their keep flags, and
+        advance each stream's episode count, first success and keep flag, as a loop over the steps would
+        (:func:`keep_episode` decides at each episode end whether the next episode is stored)."""
+        cc, steps, idx = self.cfg.collect, rew.shape[0], self.stream_index
+        pick = {k: v.reshape(steps, -1)[:, idx] for k, v in (("obs", obs), ("action", action),
+                                                              ("next_obs", next_obs), ("reward", rew),
+                                                              ("done", done), ("time_step", time_step))}
+        s_done, s_success = pick["done"], pick["reward"] > 0
+        ended = s_done.long().cumsum(0)
+        episode_after = self.stream_episode + ended  # episodes begun after step t
+        episode_before = episode_after - s_done.long()
+        first_success = s_success.long().argmax(0)  # the first step with a reward (0 if none)
+        succeeded = s_success.long().cummax(0).values.bool()
+        found_now = episode_before.gather(0, first_success[None])[0]
+        found_after = torch.where(self.stream_found_at >= 0, self.stream_found_at,
+                                  torch.where(succeeded, found_now, -1))
+        keep_next = keep_episode(episode_after, found_after, cc.episode_stride, cc.dense_until_success,
+                                 cc.skip_after_success)  # decided at an episode end: store the next one?
+        step = torch.arange(steps, device=rew.device).reshape(-1, 1)
+        last_done = torch.where(s_done, step, -1).cummax(0).values
+        prev_done = torch.cat((torch.full_like(last_done[:1], -1), last_done[:-1]))
+        pick["keep"] = torch.where(prev_done >= 0, keep_next.gather(0, prev_done.clamp(min=0)), self.stream_keep)
+        end = last_done[-1]
+        self.stream_keep = torch.where(end >= 0, keep_next.gather(0, end.clamp(min=0)[None])[0], self.stream_keep)
+        self.stream_episode = episode_after[-1]
+        self.stream_found_at = found_after[-1]
+        for k in BUFFERED:
+            self.buffer[k].append(pick[k].T)  # (streams, T)
 
     def _flush_buffer(self, timer: PhaseTimer | None = None) -> None:
         if not self.buffer["obs"]:
             return
         with timer.phase("storage") if timer is not None else nullcontext():
-            self.writer.append(**{k: torch.stack(v, dim=1).cpu().numpy() for k, v in self.buffer.items()})
+            self.writer.append(**{k: torch.cat(v, dim=1).cpu().numpy() for k, v in self.buffer.items()})
             for v in self.buffer.values():
                 v.clear()
 
@@ -333,6 +367,9 @@ def collect(cfg: Config, out: str | Path, *, reporter: Reporter | None = None, t
     loop_cfg.run.checkpoint_every = cc.checkpoint_every * steps_per_update
     loop_cfg.run.eval_every = 0
     loop_cfg.run.tensorboard = False
+    # the source agents are tiny tables of logits; bf16 would only coarsen the sampling probabilities the
+    # histories are drawn from, so a collection always runs in fp32 (run.precision is for the distill)
+    loop_cfg.run.precision = "fp32"
     resume, start_step = None, 0
     if out.exists():
         last = run_dir / CHECKPOINT_LAST

@@ -100,7 +100,10 @@ def run_shard(cfg: Config, out: str, shard: int, agents: range) -> ShardOutcome:
                     shutil.rmtree(run_dir)
         result = collect(cfg, path, agents=agents)
     except (ConfigError, CorruptFileError) as e:
-        return ShardOutcome(shard, error=f"shard {shard}: {e}")
+        # a refused location under the shards' folder (a file where a folder must be, a link) is storage
+        where = ("; shard files must be on storage every node sees"
+                 if isinstance(e, ConfigError) and str(path.parent) in str(e) else "")
+        return ShardOutcome(shard, error=f"shard {shard}: {e}{where}")
     except OSError as e:
         return ShardOutcome(shard, error=(f"shard {shard} on {_node_name()} cannot write '{path}' "
                                           f"({e.strerror or e}); shard files must be on storage every node sees"))

@@ -3,7 +3,11 @@
 Each agent is the seed's network: a state embedding ``E[s]`` of size ``a2c.hidden_size`` shared by a linear
 actor head (5 logits) and a linear critic head. All N agents' parameters are stacked along a leading agent
 dimension, so one embedding gather and two batched matmuls (``torch.baddbmm``) evaluate every agent on its
-own envs. The loss is the sum of the agents' losses; since no parameter is shared, each agent's gradient is
+own envs. Because the state space is small (81 cells), the forward pass computes every agent's logits and
+value for *every* state at once (one ``torch.baddbmm`` of the embedding table with the stacked heads) and
+gathers the visited rows: the backward pass then scatters into an (N, S, A + 1) table instead of the
+(N, S, H) embedding, and a rollout samples from a :class:`PolicyTables` snapshot (a gather and a compare per
+step, no matmul). The loss is the sum of the agents' losses; since no parameter is shared, each agent's gradient is
 exactly its own, Adam's per-element state keeps the agents independent, and the gradient-norm clip is
 applied per agent. One update per agent uses ``a2c.num_envs`` x ``a2c.num_steps`` transitions with n-step
 returns bootstrapped from the critic (truncated episodes bootstrap from their final observation).
@@ -17,6 +21,35 @@ from typing import Any
 import torch
 
 from rlcli.config.ad import A2CConfig
+from rlcli.engine.optim import FusedAdam
+
+
+class PolicyTables:
+    """Every agent's action distribution and value on every state, for fixed parameters (a rollout's).
+
+    ``cdf`` (N, S, A): cumulative action probabilities; ``values`` (N, S). :meth:`act` draws by inverse CDF
+    from one ``torch.rand`` per env (the same distribution as ``torch.multinomial`` on the probabilities);
+    nothing here synchronises with the device.
+    """
+
+    def __init__(self, logits: torch.Tensor, values: torch.Tensor, agent: torch.Tensor):
+        self.cdf = torch.softmax(logits, dim=-1).cumsum_(dim=-1)
+        self.values, self._agent = values, agent
+        self._last_action = self.cdf.shape[-1] - 1
+
+    def act(self, obs: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
+        """obs (N, B) long -> actions (N, B) long, drawn by inverse CDF from ``uniform`` (N, B) in [0, 1) (one
+        row of :meth:`BatchedA2C.action_noise`, so an agent's draws do not depend on its batch mates), or from
+        torch's global generator without it."""
+        cdf = self.cdf[self._agent, obs]  # (N, B, A)
+        u = (torch.rand(obs.shape, device=obs.device) if uniform is None else uniform)[..., None]
+        # the count of cumulative probabilities <= u is the sampled action; the clamp guards u above a last
+        # cumulative value rounded below 1
+        return (cdf <= u).sum(-1).clamp_(max=self._last_action)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (N, ...) long -> V (N, ...)."""
+        return self.values[self._agent.reshape((-1,) + (1,) * (obs.dim() - 1)), obs]
 
 
 class BatchedA2C:
@@ -42,19 +75,31 @@ class BatchedA2C:
             v_b.append(torch.empty(1).uniform_(-bound, bound, generator=g))
         self.params = {name: torch.stack(p).to(self.device).requires_grad_()
                        for name, p in (("emb", emb), ("pi_w", pi_w), ("pi_b", pi_b), ("v_w", v_w), ("v_b", v_b))}
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=hp.learning_rate,
-                                          betas=(hp.adam_beta1, hp.adam_beta2), eps=hp.adam_eps)
+        # torch's fused Adam kernel: one call for all five stacked tensors (the per-tensor loop of
+        # torch.optim.Adam was a tenth of the collection's time); checkpoints keep torch's format
+        self.optimizer = FusedAdam(list(self.params.values()), lr=hp.learning_rate,
+                                   betas=(hp.adam_beta1, hp.adam_beta2), eps=hp.adam_eps)
         self.num_agents = n
         self.seeds = [int(seed) for seed in seeds]
         self._agent = torch.arange(n, device=self.device)[:, None]
 
+    def all_states(self) -> torch.Tensor:
+        """(N, S, A + 1): every agent's logits (first A) and value (last) on every state."""
+        p = self.params
+        w = torch.cat((p["pi_w"], p["v_w"]), dim=-1)  # (N, H, A + 1)
+        b = torch.cat((p["pi_b"], p["v_b"]), dim=-1)[:, None, :]
+        return torch.baddbmm(b, p["emb"], w)
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (N, B) long -> (logits (N, B, A), values (N, B))."""
-        p = self.params
-        h = p["emb"][self._agent, obs]  # (N, B, H)
-        logits = torch.baddbmm(p["pi_b"][:, None, :], h, p["pi_w"])
-        values = torch.baddbmm(p["v_b"][:, None, :], h, p["v_w"]).squeeze(-1)
-        return logits, values
+        out = self.all_states()[self._agent, obs]  # (N, B, A + 1)
+        return out[..., :-1], out[..., -1]
+
+    @torch.no_grad()
+    def tables(self) -> PolicyTables:
+        """A snapshot of the current policies for a rollout (valid until the next :meth:`update`)."""
+        out = self.all_states()
+        return PolicyTables(out[..., :-1], out[..., -1], self._agent)
 
     def action_noise(self, update: int, steps: int, batch: int) -> torch.Tensor:
         """(steps, N, batch) uniforms in [0, 1) for :meth:`act` during update ``update``: agent n's come from a
@@ -70,14 +115,8 @@ class BatchedA2C:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample actions (N, B) from each agent's policy: by inverse CDF from ``uniform`` (N, B) in [0, 1)
-        (one row of :meth:`action_noise`), or from torch's global generator without it."""
-        logits, _ = self.forward(obs)
-        if uniform is None:
-            flat = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
-            return torch.multinomial(flat, 1).reshape(obs.shape)
-        cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
-        return (cdf < uniform[..., None]).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
+        """Sample actions (N, B) from each agent's policy (``uniform``: see :meth:`PolicyTables.act`)."""
+        return self.tables().act(obs, uniform)
 
     @torch.no_grad()
     def value(self, obs: torch.Tensor) -> torch.Tensor:

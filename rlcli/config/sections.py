@@ -30,6 +30,12 @@ class RunConfig:
     torch_threads: int = option(1, "torch intra-op threads (small nets run fastest on 1; 0 = torch default).",
                                 min=0)
     log_interval: float = option(2.0, "Seconds between metric flushes and plain progress lines.", min=0.1)
+    precision: str = option("fp32", "Compute precision of the learner's forward passes (rollout and update): bf16 "
+                            "runs them under torch.autocast in bfloat16 (parameters, optimizer and losses' "
+                            "reductions stay fp32); for the transformer, ViT and CNN learners on a GPU.",
+                            choices=("fp32", "bf16"))
+    compile: bool = option(False, "torch.compile the learner's networks (their forward); costs compile time at "
+                                  "the start, pays off on long GPU runs.")
 
     @property
     def techniques(self) -> frozenset[str]:

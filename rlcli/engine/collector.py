@@ -16,6 +16,9 @@ def torch_dtype(np_dtype: np.dtype) -> torch.dtype:
     return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype
 
 
+PIN_BYTES = 1 << 16  # arrays this large (image observations of a few envs) go through pinned memory
+
+
 def numpy_to_device(array, device: torch.device) -> torch.Tensor:
     """An env's numpy output as a tensor on ``device``, sharing memory on the CPU.
 
@@ -26,7 +29,15 @@ def numpy_to_device(array, device: torch.device) -> torch.Tensor:
     if not array.flags.writeable:  # from_numpy warns on read-only arrays (some envs return views)
         array = array.copy()
     tensor = torch.from_numpy(array)
-    return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
+    if device.type == "cpu":
+        return tensor
+    if array.nbytes >= PIN_BYTES:
+        # image observations: copy into page-locked memory so the host-to-device copy is a true async DMA
+        # (from pageable memory, non_blocking still waits for a staging copy). pin_memory() draws from torch's
+        # caching host allocator, which records the copy's stream and never hands the block out again before
+        # the copy has finished, so nothing here can overwrite data still in flight.
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 class RolloutCollector:
@@ -37,6 +48,15 @@ class RolloutCollector:
     rule): an env may report both on one step (gymnasium's MiniGrid does when the goal or a collision falls
     on the last allowed step), and a terminal state has no future value. Finished episodes' undiscounted
     returns are tracked.
+
+    Host-device synchronisation per env step (what remains on a GPU, item by item):
+
+    - ``step.action.cpu().numpy()``: the one sync; the envs step in numpy on the host and need the actions;
+    - ``bootstrap.any()``, ``done.any()``, ``np.flatnonzero`` and the episode bookkeeping read numpy arrays the
+      env returned: host only, no sync;
+    - observations, rewards and dones go to the device with ``non_blocking=True`` (image observations from
+      pinned memory), and V(final observation) is added on the device: no sync;
+    - the bootstrap index tensor is built from numpy on the host and copied (a small async copy).
     """
 
     def __init__(self, env, policy: ActorCritic, num_steps: int, gamma: float, device: torch.device, seed: int,
@@ -48,7 +68,7 @@ class RolloutCollector:
                 **policy.experience_spec(), **(extra_spec or {})}
         self.buffer = RolloutBuffer(spec, num_steps, self.num_envs, device)
         obs, _ = env.reset(seed=seed)
-        self.next_obs = torch.as_tensor(obs, device=device)
+        self.next_obs = numpy_to_device(obs, device)
         self.episode_return = np.zeros(self.num_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
 
@@ -100,7 +120,7 @@ class RolloutCollector:
             if values:
                 buffer.data[k].copy_(torch.stack(values))  # (T, B, ...); copy_ casts to the spec's dtype
         with timer.phase("inference"):
-            next_value = policy.value(self.next_obs)
+            next_value = policy.value(self.next_obs).float()  # bf16 under run.precision=bf16; GAE runs in fp32
         return finished_returns, finished_lengths, next_value
 
     # -- checkpoint state ---------------------------------------------------------------------------------

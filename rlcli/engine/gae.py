@@ -18,8 +18,9 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     and a numpy op costs a fraction of a torch op's dispatch (5-10x faster for T=128, B=4).
     """
     device, dtype = rewards.device, rewards.dtype
-    r, v, d = (x.detach().cpu().numpy() for x in (rewards, values, dones))
-    following_value = np.concatenate([v[1:], next_value.detach().cpu().numpy()[None]])  # (T, B) V(s_{t+1})
+    # .float(): values come in bfloat16 under run.precision=bf16, which numpy has no type for
+    r, v, d = (x.detach().float().cpu().numpy() for x in (rewards, values, dones))
+    following_value = np.concatenate([v[1:], next_value.detach().float().cpu().numpy()[None]])  # (T, B) V(s_{t+1})
     not_done = 1.0 - d
     deltas = r + gamma * following_value * not_done - v  # (T, B) one-step TD errors
     discounts = gamma * gae_lambda * not_done

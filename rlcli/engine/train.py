@@ -22,6 +22,7 @@ from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
 from rlcli.engine import distributed
 from rlcli.engine.algorithm import Algorithm
+from rlcli.engine.precision import autocast, compile_networks
 from rlcli.engine.progress import Progress, Reporter
 from rlcli.engine.seeding import resolve_device, seed_everything
 from rlcli.engine.signals import InterruptFlag
@@ -215,6 +216,8 @@ def _train_locked(cfg: Config, run_dir: Path, resuming: bool, reporter: Reporter
 
     with timer.phase(SETUP):  # building envs and networks, restoring a checkpoint; nothing is written
         algo = build_algorithm(distributed.rank_config(cfg), algorithm)
+        if cfg.run.compile:
+            compile_networks(algo)
         distributed.prepare(algo)
         try:
             ckpt = (restore_checkpoint(algo, run_dir / CHECKPOINT_LAST, cfg.algo,
@@ -287,6 +290,7 @@ def _train_locked(cfg: Config, run_dir: Path, resuming: bool, reporter: Reporter
 
     start_step = algo.env_steps
     total = cfg.run.total_steps
+    precision = autocast(resolve_device(cfg.run.device), cfg.run.precision)
     recent_returns: deque[float] = deque(maxlen=20)
     next_eval = (start_step // cfg.run.eval_every + 1) * cfg.run.eval_every if cfg.run.eval_every and \
         algo.evaluates else math.inf
@@ -298,7 +302,8 @@ def _train_locked(cfg: Config, run_dir: Path, resuming: bool, reporter: Reporter
     try:
         with InterruptFlag() as interrupt:
             while algo.env_steps < total:
-                result = algo.iteration(timer)
+                with precision:  # run.precision: bf16 autocast of the rollout's and update's forward passes
+                    result = algo.iteration(timer)
                 step = algo.env_steps
                 bad = non_finite_quantity(algo, result.metrics)
                 if distributed.any_rank(bad is not None):

@@ -61,9 +61,17 @@ class DarkRoomBatch:
         self.device = torch.device(device)
         self.goals = torch.as_tensor(goals, dtype=torch.long, device=self.device).reshape(-1, 2)
         self.num_envs = self.goals.shape[0]
-        self.moves = torch.tensor(MOVES, dtype=torch.long, device=self.device)
-        self.start = torch.tensor([size // 2, size // 2], dtype=torch.long, device=self.device)
-        self.pos = self.start.repeat(self.num_envs, 1)  # (B, 2) row, col
+        # the state is the cell index (the observation); a move is one gather from the (cells x actions)
+        # table of next cells, so a step is a handful of elementwise ops on (B,) tensors (the A2C
+        # collection steps 10^8 of them)
+        rows, cols = torch.arange(size * size).div(size, rounding_mode="floor"), torch.arange(size * size) % size
+        moves = torch.tensor(MOVES, dtype=torch.long)
+        next_rows = (rows[:, None] + moves[:, 0]).clamp(0, size - 1)
+        next_cols = (cols[:, None] + moves[:, 1]).clamp(0, size - 1)
+        self.next_cell = (next_rows * size + next_cols).reshape(-1).to(self.device)  # [cell * A + action]
+        self.goal_cell = self.goals[:, 0] * size + self.goals[:, 1]
+        self.start_cell = (size // 2) * size + size // 2
+        self.cell = torch.full((self.num_envs,), self.start_cell, dtype=torch.long, device=self.device)
         self.t = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)  # steps taken this episode
 
     @classmethod
@@ -72,36 +80,47 @@ class DarkRoomBatch:
         goals = torch.tensor([task_goal(int(k), size) for k in tasks], dtype=torch.long)
         return cls(goals, **kwargs)
 
+    @property
+    def pos(self) -> torch.Tensor:
+        """(B, 2) long (row, col) of every agent."""
+        return torch.stack((self.cell.div(self.size, rounding_mode="floor"), self.cell % self.size), dim=1)
+
+    @pos.setter
+    def pos(self, value: torch.Tensor) -> None:
+        value = torch.as_tensor(value, dtype=torch.long, device=self.device).reshape(-1, 2)
+        self.cell = value[:, 0] * self.size + value[:, 1]
+
     def obs(self) -> torch.Tensor:
         """(B,) long cell indices."""
-        return self.pos[:, 0] * self.size + self.pos[:, 1]
+        return self.cell.clone()
 
     def reset(self) -> torch.Tensor:
-        self.pos = self.start.repeat(self.num_envs, 1)
+        self.cell = torch.full((self.num_envs,), self.start_cell, dtype=torch.long, device=self.device)
         self.t.zero_()
         return self.obs()
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                     torch.Tensor]:
-        """actions (B,) in [0, 5) -> (obs, reward float32, terminated, truncated, final_obs), each (B,)."""
+        """actions (B,) in [0, 5) -> (obs, reward float32, terminated, truncated, final_obs), each (B,).
+
+        The returned tensors are new ones (the room's state is never handed out to be changed in place)."""
         actions = torch.as_tensor(actions, dtype=torch.long, device=self.device)
-        self.pos = (self.pos + self.moves[actions]).clamp_(0, self.size - 1)
-        self.t += 1
-        on_goal = (self.pos == self.goals).all(dim=1)
+        final_obs = self.next_cell[self.cell * NUM_ACTIONS + actions]
+        t = self.t + 1
+        on_goal = final_obs == self.goal_cell
         reward = on_goal.float()
         terminated = on_goal if self.terminate_on_goal else torch.zeros_like(on_goal)
-        truncated = (self.t >= self.max_steps) & ~terminated
-        final_obs = self.obs()
+        truncated = (t >= self.max_steps) & ~terminated
         done = terminated | truncated
-        self.pos = torch.where(done[:, None], self.start, self.pos)
-        self.t = torch.where(done, torch.zeros_like(self.t), self.t)
-        return self.obs(), reward, terminated, truncated, final_obs
+        self.cell = final_obs.masked_fill(done, self.start_cell)
+        self.t = t.masked_fill_(done, 0)
+        return self.cell.clone(), reward, terminated, truncated, final_obs
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"pos": self.pos.clone(), "t": self.t.clone()}
+        return {"pos": self.pos, "t": self.t.clone()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.pos = torch.as_tensor(state["pos"], dtype=torch.long, device=self.device).clone()
+        self.pos = state["pos"]
         self.t = torch.as_tensor(state["t"], dtype=torch.long, device=self.device).clone()
 
 
