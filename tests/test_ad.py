@@ -121,7 +121,8 @@ def test_collect_distill_eval_end_to_end(tmp_path):
     assert "A2C source agents" in r.stdout
     # the default repeats give at least 92 runs; the figure states n and its CI
     assert re.search(r"last 4 of 4 episodes: [\d.]+ \(95% CI [\d.]+-[\d.]+\), n = 92 runs \(2 tasks x 46\)", r.stdout), r.stdout
-    assert re.search(r"│\s+1 │\s+[\d.]+ │\s+[\d.]+ │", r.stdout), r.stdout
+    for label in ("AD in context", "uniform random", "random walk \\+ return", "sweep \\+ return \\(bound\\)"):
+        assert re.search(label + r"\s+│\s+[\d.]+ │\s+[\d.]+ │\s+[\d.]+-[\d.]+ │\s+92 │", r.stdout), r.stdout
     assert (run / "eval" / "in_context.png").is_file()
     # --tasks validation plays the validation tasks; --seed reaches the sampling, which it makes repeatable
     r = _rlcli("eval", str(run), "--tasks", "validation", "--episodes", "4", "--repeats", "3", "--gifs", "0",
@@ -131,6 +132,19 @@ def test_collect_distill_eval_end_to_end(tmp_path):
 
     again = evaluate_ad(run, tasks="validation", episodes=4, repeats=3, gifs=0, seed=5, out_dir=tmp_path / "again")
     assert "n = 6 runs (2 tasks x 3)" in r.stdout and again.summary(4) in r.stdout.replace("\n", " ")
+    # the baselines play the same tasks with the evaluation's seeds (run r: seed + r), and the printed row
+    # is their bootstrap estimate over those runs
+    from rlcli.ad.baselines import baseline_returns
+    from rlcli.ad.distill import load_ad_model
+    from rlcli.storage.checkpoint import load_checkpoint
+
+    env_params = load_ad_model(load_checkpoint(again.checkpoint))[2]
+    walk = baseline_returns("random_walk_then_return", again.tasks, 4, env_params, seeds=[5, 6, 7])
+    np.testing.assert_array_equal(again.baselines["random_walk_then_return"], walk)
+    mean, low, high = next(a for a in again.agents() if a.name == "random_walk_then_return").estimate(1, 4, seed=5)
+    assert mean == pytest.approx(walk.mean()) and low <= mean <= high
+    assert re.search(rf"random walk \+ return\s+│\s+{walk[:, 0].mean():.2f} │\s+{mean:.2f} │\s+{low:.2f}-{high:.2f} │"
+                     r"\s+6 │", r.stdout), r.stdout
     assert len(list((run / "eval").glob("path-task*.gif"))) == 2
     # resume continues the run to more steps
     r = _rlcli("distill", "darkroom", "--resume", str(run), "--steps", "8", "-q", cwd=tmp_path)

@@ -2,9 +2,10 @@
 
 Plays the in-context evaluation (:func:`~rlcli.ad.in_context.run_in_context`) on the chosen task
 split and sets its learning curve -- mean return per episode index -- beside the A2C source agents' curves
-on the same tasks (read from the histories file the run was distilled from, when it is still there):
-a table, a plot (``<run>/eval/in_context.png``) and GIFs of the agent's path for a few tasks
-(``<run>/eval/path-task<k>.gif``). This is the only place that plays the test tasks (``--tasks test``);
+on the same tasks (read from the histories file the run was distilled from, when it is still there) and
+the three scripted agents of :mod:`rlcli.ad.baselines` played on the same tasks, as many runs per task
+and seeded from the same evaluation seed: a table, a plot (``<run>/eval/in_context.png``) and GIFs of
+the agent's path for a few tasks (``<run>/eval/path-task<k>.gif``). This is the only place that plays the test tasks (``--tasks test``);
 training evaluates on the validation tasks. By default every task is played often enough for at least
 :data:`MIN_RUNS` runs in all (4 per task on the 23 test tasks), and the headline figure comes with its
 bootstrap confidence interval over runs (stratified by task).
@@ -29,6 +30,61 @@ if TYPE_CHECKING:
 
 MIN_RUNS = 92  # default in-context runs of an evaluation: 4 per task on the 23 test tasks
 SPLITS = ("test", "validation", "train")
+CI_REPS = 10_000  # bootstrap replicates of the printed confidence intervals
+AGENT_LABELS = {"ad": "AD in context", "source": "A2C source agents", "random": "uniform random",
+                "random_walk_then_return": "random walk + return", "sweep_then_return": "sweep + return (bound)"}
+
+
+def runs_by_task(values: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+    """One value per run, ``tasks[i]`` the task of run ``i`` -> the (runs per task, tasks) matrix that
+    :func:`rlcli.evaluation.aggregate.stratified_bootstrap_ci` resamples within each task. When the tasks
+    do not all have the same number of runs, or have one run each (nothing to resample within a task),
+    all runs form one column and are resampled together."""
+    values, tasks = np.asarray(values, dtype=np.float64), np.asarray(tasks)
+    names, counts = np.unique(tasks, return_counts=True)
+    if counts.min() != counts.max() or counts[0] < 2:
+        return values.reshape(-1, 1)
+    return np.stack([values[tasks == t] for t in names], axis=1)
+
+
+def pointwise_band(returns: np.ndarray, tasks: np.ndarray, reps: int = 1000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per episode of the 95% stratified-bootstrap CI of the mean curve of ``returns``
+    (runs, E): the resampling of :func:`runs_by_task`, done as run counts times returns so that a curve of
+    thousands of episodes (the A2C agents') costs one matrix product per task."""
+    runs = np.arange(len(returns))
+    groups = runs_by_task(runs, tasks).astype(np.int64)  # (runs per task, tasks) of row indices
+    rng = np.random.default_rng(seed)
+    total = np.zeros((reps, returns.shape[1]))
+    for column in groups.T:
+        n = len(column)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=reps)  # (reps, n): how often each run is drawn
+        total += counts @ returns[column]
+    means = total / groups.size
+    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    return low, high
+
+
+@dataclass
+class AgentCurves:
+    """One agent's return per episode index over its runs, with the task of each run."""
+
+    name: str  # a key of AGENT_LABELS
+    returns: np.ndarray  # (runs, E)
+    tasks: np.ndarray  # (runs,)
+
+    @property
+    def label(self) -> str:
+        return AGENT_LABELS[self.name]
+
+    def estimate(self, first: int, last: int, reps: int = CI_REPS, seed: int = 0) -> tuple[float, float, float]:
+        """(mean, 95% CI low, high) of the mean return of episodes ``first``..``last`` (1-based, inclusive)
+        per run: the stratified bootstrap of :mod:`rlcli.evaluation.aggregate` over runs, within tasks."""
+        from rlcli.evaluation.aggregate import aggregate_mean, stratified_bootstrap_ci
+
+        per_run = self.returns[:, first - 1:last].mean(1)
+        est = stratified_bootstrap_ci(runs_by_task(per_run, self.tasks), aggregate_mean, reps=reps, seed=seed)
+        return est.value, est.low, est.high
 
 
 def is_ad_checkpoint(run_or_checkpoint: str | Path, checkpoint: str = "last") -> bool:
@@ -46,6 +102,18 @@ class ADEvalResult:
     source_returns: np.ndarray | None  # (histories, E'): the A2C agents' return per episode, same tasks
     plot: Path | None
     gifs: list[Path]
+    # scripted agent -> (repeats * tasks, episodes), repeat-major: row r * len(tasks) + j is task j, seed + r
+    baselines: dict[str, np.ndarray] | None = None
+    source_tasks: np.ndarray | None = None  # (histories,): the task of each row of source_returns
+
+    def agents(self) -> list[AgentCurves]:
+        """AD, the A2C source agents (when their histories are still there) and the scripted baselines."""
+        out = [AgentCurves("ad", self.returns, np.repeat(self.tasks, self.repeats))]
+        if self.source_returns is not None:
+            out.append(AgentCurves("source", self.source_returns, self.source_tasks))
+        for name, returns in (self.baselines or {}).items():
+            out.append(AgentCurves(name, returns, np.tile(self.tasks, len(returns) // len(self.tasks))))
+        return out
 
     def curve(self) -> np.ndarray:
         return self.returns.mean(0)
@@ -57,13 +125,8 @@ class ADEvalResult:
         """(mean, 95% CI low, high) of the return of the last ``last`` episodes over all runs: the stratified
         bootstrap of :mod:`rlcli.evaluation.aggregate`, resampling each task's runs (all runs together when
         there is one run per task)."""
-        from rlcli.evaluation.aggregate import aggregate_mean, stratified_bootstrap_ci
-
-        per_run = self.returns[:, -last:].mean(1).reshape(len(self.tasks), self.repeats)  # (tasks, repeats)
-        # one run per task: resample the runs across tasks (within a task there is nothing to resample)
-        scores = per_run.T if self.repeats > 1 else per_run.reshape(-1, 1)
-        est = stratified_bootstrap_ci(scores, aggregate_mean, reps=reps, seed=self.seed)
-        return est.value, est.low, est.high
+        n = self.returns.shape[1]
+        return self.agents()[0].estimate(n - last + 1, n, reps=reps, seed=self.seed)
 
     def summary(self, last: int = 10) -> str:
         """The headline figure with n and its CI, as one line."""
@@ -72,9 +135,10 @@ class ADEvalResult:
                 f"n = {len(self.returns)} runs ({len(self.tasks)} tasks x {self.repeats})")
 
 
-def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
-    """The A2C agents' return per episode of their own learning, for every history of ``tasks``: (H, E),
-    truncated to the shortest, or None. Skipped episodes are interpolated between the stored ones."""
+def source_curves(histories: str | Path, tasks: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The A2C agents' return per episode of their own learning, for every history of ``tasks``: ((H, E),
+    truncated to the shortest, and the task of each history (H,)), or None. Skipped episodes are
+    interpolated between the stored ones."""
     import tomllib
 
     from rlcli.ad.collect import stored_episode_index
@@ -84,19 +148,21 @@ def source_curves(histories: str | Path, tasks: list[int]) -> np.ndarray | None:
         return None
     wanted = set(tasks)
     with HistoryReader(histories) as reader:
-        stored = [episode_returns(h["reward"], h["done"]) for h in
-                  (reader.read(info.index) for info in reader.histories if info.task in wanted)]
+        infos = [info for info in reader.histories if info.task in wanted]
+        stored = [episode_returns(h["reward"], h["done"]) for h in (reader.read(info.index) for info in infos)]
         collect = tomllib.loads(reader.config_toml).get("collect", {})
     stride, dense = collect.get("episode_stride", 1), collect.get("dense_until_success", False)
     skip = collect.get("skip_after_success", 0)
-    curves = []
-    for returns in (r for r in stored if len(r)):
-        index = stored_episode_index(returns, stride, dense, skip)
-        curves.append(np.interp(np.arange(index[-1] + 1), index, returns))
+    curves, curve_tasks = [], []
+    for returns, info in zip(stored, infos, strict=True):
+        if len(returns):
+            index = stored_episode_index(returns, stride, dense, skip)
+            curves.append(np.interp(np.arange(index[-1] + 1), index, returns))
+            curve_tasks.append(info.task)
     if not curves:
         return None
     n = min(len(c) for c in curves)
-    return np.stack([c[:n] for c in curves])
+    return np.stack([c[:n] for c in curves]), np.asarray(curve_tasks)
 
 
 def default_repeats(num_tasks: int) -> int:
@@ -110,7 +176,8 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
     """In-context evaluation of an AD run on its ``tasks`` split ("test", "validation" or "train"),
     ``repeats`` runs per task (default: :func:`default_repeats`), actions sampled from ``seed`` (default:
     the run's seed + the evaluation offset); ``reporter`` (a :class:`~rlcli.engine.progress.CountReporter`)
-    follows the episodes as they finish."""
+    follows the episodes as they finish. The scripted baselines play the same tasks, ``repeats`` runs per
+    task, their r-th run on every task seeded with ``seed + r``."""
     if tasks not in SPLITS:
         raise ConfigError(f"--tasks must be one of {', '.join(SPLITS)}, got '{tasks}'")
     if repeats is not None and repeats < 1:
@@ -140,36 +207,46 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
                                  seed=seed, device=device, on_finished=reporter.update)
     finally:
         reporter.stop()
-    source = source_curves(cfg.ad.histories, chosen)
+    from rlcli.ad.baselines import baseline_curves
+
+    baselines = baseline_curves(chosen, episodes, env_params, seeds=[seed + r for r in range(repeats)])
+    found = source_curves(cfg.ad.histories, chosen)
+    source, source_tasks = found if found is not None else (None, None)
+    result = ADEvalResult(path, int(ckpt.attrs.get("step", 0)), chosen, repeats, seed, rollout.returns, source,
+                          None, [], baselines, source_tasks)
     out = Path(out_dir) if out_dir is not None else (path.parent.parent / "eval" if path.parent.name ==
                                                      "checkpoints" else path.parent / "eval")
     out.mkdir(parents=True, exist_ok=True)
-    plot = plot_curves(rollout.returns, source, out / "in_context.png", tasks)
-    written = [path_gif(rollout, row * repeats, out / f"path-task{chosen[row]}.gif", env_params)
-               for row in range(min(gifs, len(chosen)))]
-    return ADEvalResult(path, int(ckpt.attrs.get("step", 0)), chosen, repeats, seed, rollout.returns, source, plot,
-                        written)
+    result.plot = plot_curves(result.agents(), out / "in_context.png", tasks, seed=seed)
+    result.gifs = [path_gif(rollout, row * repeats, out / f"path-task{chosen[row]}.gif", env_params)
+                   for row in range(min(gifs, len(chosen)))]
+    return result
 
 
-def plot_curves(returns: np.ndarray, source: np.ndarray | None, path: Path, tasks: str) -> Path:
-    """AD's in-context curve (episodes 1..E) and the A2C agents' curve over their whole learning."""
+AGENT_COLOURS = {"ad": "tab:blue", "source": "tab:orange", "random": "tab:gray",
+                 "random_walk_then_return": "tab:green", "sweep_then_return": "tab:purple"}
+
+
+def plot_curves(agents: list[AgentCurves], path: Path, tasks: str, seed: int = 0) -> Path:
+    """Every agent's mean return per episode index with its pointwise 95% bootstrap band: AD in context
+    (episodes 1..E), the A2C agents over their whole learning, the scripted baselines over 1..E."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    e = np.arange(1, returns.shape[1] + 1)
-    mean, sem = returns.mean(0), returns.std(0) / np.sqrt(len(returns))
-    ax.plot(e, mean, label=f"AD in context ({len(returns)} runs; band: ± 1 standard error)", color="tab:blue")
-    ax.fill_between(e, mean - sem, mean + sem, alpha=0.2, color="tab:blue")
-    if source is not None:
-        ax.plot(np.arange(1, source.shape[1] + 1), source.mean(0),
-                label=f"A2C source agents ({len(source)} histories)", color="tab:orange")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for agent in agents:
+        e = np.arange(1, agent.returns.shape[1] + 1)
+        low, high = pointwise_band(agent.returns, agent.tasks, seed=seed)
+        colour = AGENT_COLOURS[agent.name]
+        ax.plot(e, agent.returns.mean(0), label=f"{agent.label} (n = {len(agent.returns)})", color=colour,
+                linestyle="-" if agent.name in ("ad", "source") else "--")
+        ax.fill_between(e, low, high, alpha=0.2, color=colour)
     ax.set_xscale("log")
     ax.set_xlabel("episode index")
     ax.set_ylabel("return")
-    ax.set_title(f"DarkRoom, {tasks} tasks: return per episode")
+    ax.set_title(f"DarkRoom, {tasks} tasks: return per episode (bands: 95% bootstrap CI over runs)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,36 +1,53 @@
-"""Terminal output of ``rlcli eval`` for Algorithm Distillation runs (a table of returns per episode)."""
+"""Terminal output of ``rlcli eval`` for Algorithm Distillation runs: one row per agent (AD, the A2C source
+agents, the scripted baselines) with its return at a few episode indices and its last-episodes figure with
+a bootstrap CI over runs."""
 
 from __future__ import annotations
 
-import numpy as np
+from rlcli.ad.evaluate import ADEvalResult
 
 
-def print_ad_eval(result) -> None:
-    """AD's in-context return per episode index beside the A2C source agents' at the same index."""
+def print_ad_eval(result: ADEvalResult) -> None:
+    """Return at episodes 1, 10 and 20 (those that exist) and over the last 10 of E, per agent, with its
+    number of runs n and the 95% CI of the last-10 figure (sweep + return: the upper bound); then the A2C agents' return later in their own learning, AD's
+    headline, the plot and the GIFs."""
     from rich.console import Console
     from rich.table import Table
 
-    ad = result.curve()
-    source = result.source_returns.mean(0) if result.source_returns is not None else None
-    n = len(ad)
-    marks = sorted({1, 2, 3, 5, 10, 20, 30, n, *range(n - 9, n + 1)} & set(range(1, n + 1)))
+    n = result.returns.shape[1]
+    last = min(10, n)
+    marks = [e for e in (1, 10, 20) if e <= n]
+    agents = result.agents()
     table = Table(title=f"in-context return per episode, {len(result.tasks)} tasks ({result.checkpoint}, "
                         f"step {result.step})")
-    table.add_column("episode", justify="right")
-    table.add_column("AD", justify="right")
-    table.add_column("A2C source agents", justify="right")
+    table.add_column("agent")
     for e in marks:
-        src = f"{source[e - 1]:.2f}" if source is not None and e <= len(source) else "-"
-        table.add_row(str(e), f"{ad[e - 1]:.2f}", src)
-    if source is not None:
-        for e in (100, 1000, len(source)):
-            if n < e <= len(source):
-                table.add_row(str(e), "", f"{source[e - 1]:.2f}")
+        table.add_column(f"ep {e}", justify="right")
+    table.add_column(f"last {last}/{n}", justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_column("runs", justify="right")
+    for agent in agents:
+        curve = agent.returns.mean(0)
+        cells = [f"{curve[e - 1]:.2f}" if e <= len(curve) else "-" for e in marks]
+        if len(curve) >= n:
+            mean, low, high = agent.estimate(n - last + 1, n, seed=result.seed)
+            cells += [f"{mean:.2f}", f"{low:.2f}-{high:.2f}"]
+        else:
+            cells += ["-", "-"]
+        table.add_row(agent.label, *cells, str(len(agent.returns)))
     console = Console()
+    if not console.is_terminal:  # a log or a pipe: the default 80 columns would fold the agent names
+        console = Console(width=110)
     console.print(table)
-    first = float(np.mean(ad[: min(3, n)]))
-    console.print(f"AD: first {min(3, n)} episodes {first:.2f}")
-    console.print(result.summary(min(10, n)))
+    if result.source_returns is not None:
+        source = result.source_returns.mean(0)
+        later = [f"episode {e} {source[e - 1]:.2f}" for e in (100, 1000) if n < e < len(source)]
+        if len(source) > n:
+            later.append(f"episode {len(source)} (last) {source[-1]:.2f}")
+        if later:
+            console.print(f"A2C source agents later in their own learning: {', '.join(later)}")
+    console.print(f"baselines: {result.repeats} runs per task, run r seeded with {result.seed} + r")
+    console.print(result.summary(last))
     if result.plot is not None:
         console.print(f"plot: {result.plot}")
     for gif in result.gifs:
