@@ -173,6 +173,10 @@ def check_config(cfg: Any) -> None:
         if env.observation not in policy.observations:
             raise ConfigError(f"policy '{policy.name}' needs {' or '.join(policy.observations)} observations; "
                               f"'{cfg.env.id}' gives {env.observation} ones")
+        for divisor, dividend in policy.divides:  # what building the network would refuse, checked before
+            a, b = getattr(cfg.policy, divisor), getattr(cfg.policy, dividend)
+            if b % a:
+                raise ConfigError(f"policy.{divisor}={a} must divide policy.{dividend}={b} ({policy.name})")
 
 
 def env_keys(algo: AlgoSpec, env: EnvSpec) -> tuple[str, ...]:

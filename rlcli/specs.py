@@ -65,3 +65,4 @@ class PolicySpec:
     attention: bool = False  # has attention maps (`rlcli eval --attention`)
     dropout: bool = False  # has dropout masks (`rlcli eval --mc-dropout`)
     keys: tuple[str, ...] = ()  # policy.* keys it reads besides name
+    divides: tuple[tuple[str, str], ...] = ()  # (a, b): policy.a must divide policy.b (attention heads, width)

@@ -15,10 +15,12 @@ POLICIES: list[PolicySpec] = [
                observations=("image",), keys=("hidden_sizes",)),
     PolicySpec("vit-explorative", "rlcli.nets.vit_explorative:_factory", "ViT with exploration and "
                "exploitation tokens (RND's two value heads); attention maps", observations=("image",),
-               attention=True, keys=("vit_patch_size", "vit_dim", "vit_depth", "vit_heads", "vit_mlp_dim")),
+               attention=True, keys=("vit_patch_size", "vit_dim", "vit_depth", "vit_heads", "vit_mlp_dim"),
+               divides=(("vit_heads", "vit_dim"),)),
     PolicySpec("vit-consistent-dropout", "rlcli.nets.vit_consistent_dropout:_factory", "Perceiver encoder with "
                "consistent dropout (masks stored with the rollout)", dropout=True,
                keys=("hidden_sizes", "activation", "dropout_p", "consistent_dropout", "perceiver_tokenizer",
                      "perceiver_patch_size", "perceiver_dim", "perceiver_latents", "perceiver_layers",
-                     "perceiver_heads")),
+                     "perceiver_heads"),
+               divides=(("perceiver_heads", "perceiver_dim"),)),
 ]
