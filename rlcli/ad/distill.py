@@ -8,7 +8,8 @@ loading whole histories. It runs in the one training loop (:func:`rlcli.engine.t
 is one gradient step (``run.total_steps`` counts gradient steps), and the loop's evaluation -- which also
 picks ``best.h5`` -- is the in-context evaluation on the validation tasks (``eval_return`` = mean return of
 the last ``ad.eval_last`` of ``ad.eval_episodes`` episodes). The test tasks are left to
-``rlcli eval RUN --tasks test``.
+``rlcli eval RUN --tasks test``. Under ``torchrun`` it trains data-parallel (see
+:mod:`rlcli.engine.distributed`): ``ad.batch_size`` windows per rank and gradient step.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from rlcli.ad.windows import WindowSampler, read_windows
 from rlcli.config.fields import ConfigError
 from rlcli.config.schema import Config
+from rlcli.engine import distributed
 from rlcli.engine.algorithm import Algorithm, IterationResult, load_rng_state, rng_state
 from rlcli.engine.grad_clip import clip_grad_norm
 from rlcli.engine.seeding import EVAL_SEED_OFFSET
@@ -72,6 +74,7 @@ class AD(Algorithm):
         first_success = None
         if a.success_window_fraction > 0:
             first_success = [self.reader.first_reward_end(h.index, n) for h, n in zip(train, lengths, strict=True)]
+        # under torchrun cfg is this rank's (distributed.rank_config): its own seed, so its own windows
         self.sampler = WindowSampler(lengths, [h.index for h in train], a.context_len, cfg.run.seed,
                                      first_success, a.success_window_fraction)
         self.usable = {h.index: n for h, n in zip(train, lengths, strict=True) if n < h.length}  # cut by the limit
@@ -103,14 +106,22 @@ class AD(Algorithm):
             per_position = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t["action"].reshape(-1),
                                            reduction="none")
             weight = mask.reshape(-1).float()
-            loss = (per_position * weight).sum() / weight.sum()
+            loss_sum = (per_position * weight).sum()
+            correct = ((logits.argmax(-1) == t["action"]).reshape(-1).float() * weight).sum()
+            # under torchrun the mean is over every rank's tokens (their counts differ with the padding): each
+            # rank's sum over the global count, times the rank count that average_gradients divides by, makes
+            # the averaged gradient the concatenated batch's; one process: sum / count as ever
+            tokens, global_loss, global_correct = distributed.sum_over_ranks(
+                torch.stack([weight.sum(), loss_sum.detach(), correct])).unbind()
+            loss = loss_sum * distributed.world_size() / tokens
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.model.parameters())  # before the clip: every rank clips the same
             grad_norm = clip_grad_norm(self.model.parameters(), a.max_grad_norm)
             self.optimizer.step()
-            accuracy = (logits.argmax(-1) == t["action"])[mask].float().mean()
         self.env_steps += 1
-        return IterationResult(metrics={"loss": loss.item(), "accuracy": accuracy.item(), "learning_rate": lr,
+        return IterationResult(metrics={"loss": (global_loss / tokens).item(),
+                                        "accuracy": (global_correct / tokens).item(), "learning_rate": lr,
                                         "grad_norm": float(grad_norm)})
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
@@ -123,12 +134,17 @@ class AD(Algorithm):
         from rlcli.ad.in_context import run_in_context
 
         a = cfg.ad
-        tasks = [t for t in self.tasks[a.eval_tasks] for _ in range(a.eval_repeats)]
-        r = run_in_context(self.model, tasks, a.eval_episodes, self.env_params,
-                           seed=cfg.run.seed + EVAL_SEED_OFFSET, device=self.device)
-        last = min(a.eval_last, a.eval_episodes)
-        self.eval_curve = r.returns.mean(0)
-        return r.returns[:, -last:].mean(1), r.lengths[:, -last:].mean(1)
+        outcome = None
+        group = distributed.current()
+        if group is None or group.is_main:  # under torchrun rank 0 evaluates and the others wait for its result
+            tasks = [t for t in self.tasks[a.eval_tasks] for _ in range(a.eval_repeats)]
+            r = run_in_context(self.model, tasks, a.eval_episodes, self.env_params,
+                               seed=cfg.run.seed + EVAL_SEED_OFFSET, device=self.device)
+            last = min(a.eval_last, a.eval_episodes)
+            outcome = (r.returns[:, -last:].mean(1), r.lengths[:, -last:].mean(1), r.returns.mean(0))
+        # every rank must take the same best.h5 decision: saving it is a collective step
+        returns, lengths, self.eval_curve = distributed.broadcast_object(outcome)
+        return returns, lengths
 
     def eval_metrics(self) -> dict[str, float]:
         """The last in-context curve in brief: the return of episode 1 and the mean of the first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from rlcli.cli import values
@@ -90,7 +92,7 @@ def distill_command(
     if not cfg.ad.histories:
         raise ConfigError("distill needs the learning histories: --histories data.h5 (ad.histories)")
     _env_of(cfg.ad.histories, cfg.env.id)
-    if note is not None:  # which preset was picked, once the command line is known good
+    if note is not None and os.environ.get("RANK", "0") == "0":  # which preset was picked (rank 0 says it once)
         print(note, file=sys.stderr)
     if dry_run:
         sys.stdout.write(cfg.to_toml())
@@ -103,6 +105,8 @@ def distill_command(
         result = rlcli.distill(cfg, resume=resume, reporter=make_reporter(quiet))
     except TrainingInterrupted as e:
         exit_interrupted(e.result, f"rlcli distill --resume {e.result.run_dir}")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
+        return
     ev = (f"in-context return (last {cfg.ad.eval_last} of {cfg.ad.eval_episodes} episodes, {cfg.ad.eval_tasks} "
           f"tasks) {result.final_eval_return:.2f} ± {result.final_eval_std:.2f}"
           if result.final_eval_return is not None else "no new steps")

@@ -1,4 +1,4 @@
-"""Data-parallel learners under ``torchrun``: PPO, VAPOR and RND on N processes, one gradient.
+"""Data-parallel learners under ``torchrun``: PPO, VAPOR, RND and AD on N processes, one gradient.
 
 ``torchrun --nproc-per-node N -m rlcli train ppo ...`` starts N copies of the same command; torchrun sets
 RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, and :func:`setup` joins them into one process
@@ -12,6 +12,11 @@ group (gloo on the CPU, nccl on CUDA, one GPU per local rank). Then
 - running observation and reward statistics (:class:`~rlcli.engine.normalization.RunningMeanStd`) absorb
   every rank's samples;
 - ``run.total_steps`` counts the env steps of all ranks together;
+- AD distillation (``rlcli distill``): each rank draws its own windows (its sampler seeded like its envs
+  would be), the masked-token loss is normalised by the token count of all ranks (:func:`sum_over_ranks`)
+  so the averaged gradient is exactly the concatenated batch's, the in-context evaluation runs on rank 0
+  and its result is broadcast; ``run.total_steps`` counts gradient steps, each on every rank's
+  ``ad.batch_size`` windows;
 - rank 0 alone writes the run folder (config, metrics, checkpoints); a checkpoint holds every rank's state
   (envs, RNG) under ``ranks/<r>``, so resuming with the same number of ranks continues exactly.
 
@@ -32,7 +37,7 @@ import torch.distributed as dist
 from rlcli.config.fields import ConfigError
 
 RANK_SEED_OFFSET = 1_000_003  # rank r's envs and sampling use run.seed + r * this: streams never overlap
-DATA_PARALLEL_ALGOS = ("ppo", "vapor", "rnd")
+DATA_PARALLEL_ALGOS = ("ppo", "vapor", "rnd", "ad")
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,15 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over the ranks (a copy; ``values`` itself without torchrun)."""
+    if _group is None:
+        return values
+    total = values.detach().clone()
+    dist.all_reduce(total)
+    return total
 
 
 def _device_of(tensors: list[torch.Tensor]) -> torch.device:
