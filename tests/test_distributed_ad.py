@@ -32,7 +32,8 @@ def _histories(path: Path) -> None:
     rng = np.random.default_rng(0)
     h, t = len(LENGTHS), max(LENGTHS)
     w = HistoryWriter(path, [HistorySpec(task, "train", i, 0) for i, task in enumerate([3, 5, 7, 11])],
-                      {"size": 9, "max_steps": 20, "terminate_on_goal": True, "num_actions": 5, "num_states": 81},
+                      {"id": "darkroom", "size": 9, "max_steps": 20, "terminate_on_goal": True, "num_actions": 5,
+                       "num_states": 81},
                       [3, 5, 7, 11], [20], [3, 5, 7, 11], ["train"] * h, other_tasks={"validation": [9]})
     w.append(keep=np.arange(t)[None, :] < np.asarray(LENGTHS)[:, None],
              obs=rng.integers(0, 81, (h, t)), action=rng.integers(0, 5, (h, t)),
