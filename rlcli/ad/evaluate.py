@@ -170,14 +170,25 @@ def default_repeats(num_tasks: int) -> int:
     return max(1, math.ceil(MIN_RUNS / max(1, num_tasks)))
 
 
+def run_seeds(seed: int, tasks: list[int], repeats: int) -> list[int]:
+    """The action-sampling seed of each in-context run (task-major, as the rows of
+    :attr:`ADEvalResult.returns`): a function of the evaluation seed, the run's task and its repeat only, so
+    a run plays the same in one batch here or in any share of a Ray evaluation."""
+    return [int(np.random.SeedSequence([seed % 2**63, task, r]).generate_state(1)[0])
+            for task in tasks for r in range(repeats)]
+
+
 def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: int = 40, repeats: int | None = None,
                 gifs: int = 4, out_dir: str | Path | None = None, checkpoint: str = "last",
-                seed: int | None = None, device: str = "cpu", reporter: CountReporter | None = None) -> ADEvalResult:
+                seed: int | None = None, device: str = "cpu", reporter: CountReporter | None = None,
+                ray: str | None = None) -> ADEvalResult:
     """In-context evaluation of an AD run on its ``tasks`` split ("test", "validation" or "train"),
     ``repeats`` runs per task (default: :func:`default_repeats`), actions sampled from ``seed`` (default:
     the run's seed + the evaluation offset); ``reporter`` (a :class:`~rlcli.engine.progress.CountReporter`)
     follows the episodes as they finish. The scripted baselines play the same tasks, ``repeats`` runs per
-    task, their r-th run on every task seeded with ``seed + r``."""
+    task, their r-th run on every task seeded with ``seed + r``. Each AD run samples from its own seed
+    (:func:`run_seeds`); with ``ray`` ("auto" or a cluster address) the runs are split across Ray tasks
+    (:mod:`rlcli.ad.ray_eval`), with the same returns."""
     if tasks not in SPLITS:
         raise ConfigError(f"--tasks must be one of {', '.join(SPLITS)}, got '{tasks}'")
     if repeats is not None and repeats < 1:
@@ -202,9 +213,16 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
     model = model.to(device)
     reporter = reporter or CountReporter()
     reporter.start("in-context episodes", len(chosen) * repeats * episodes)
+    run_tasks = [t for t in chosen for _ in range(repeats)]
     try:
-        rollout = run_in_context(model, [t for t in chosen for _ in range(repeats)], episodes, env_params,
-                                 seed=seed, device=device, on_finished=reporter.update)
+        if ray:
+            from rlcli.ad.ray_eval import run_in_context_on_ray
+
+            rollout = run_in_context_on_ray(ray, path, run_tasks, run_seeds(seed, chosen, repeats), episodes,
+                                            on_finished=reporter.update)
+        else:
+            rollout = run_in_context(model, run_tasks, episodes, env_params, seed=seed, device=device,
+                                     on_finished=reporter.update, row_seeds=run_seeds(seed, chosen, repeats))
     finally:
         reporter.stop()
     from rlcli.ad.baselines import baseline_curves

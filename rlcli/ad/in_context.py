@@ -31,9 +31,13 @@ class InContextRollout:
 @torch.no_grad()
 def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_params: dict,
                    seed: int = 0, device: torch.device | str = "cpu",
-                   on_finished: Callable[[int], None] | None = None) -> InContextRollout:
+                   on_finished: Callable[[int], None] | None = None,
+                   row_seeds: list[int] | None = None) -> InContextRollout:
     """Play ``episodes`` episodes of each of ``tasks`` (one batch); see the module docstring.
-    ``on_finished`` is called with the number of episodes finished over all rows when it grows."""
+    ``on_finished`` is called with the number of episodes finished over all rows when it grows.
+    With ``row_seeds`` (one per row) each row samples its actions from its own generator, so a row plays
+    the same whichever other rows share its batch (how :mod:`rlcli.ad.ray_eval` splits an evaluation);
+    otherwise one generator seeded with ``seed`` serves the whole batch."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -42,6 +46,9 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     b = len(tasks)
     max_steps = episodes * env_params["max_steps"]
     gen = torch.Generator(device=device).manual_seed(seed)
+    if row_seeds is not None and len(row_seeds) != len(tasks):
+        raise ValueError(f"row_seeds has {len(row_seeds)} seeds for {len(tasks)} rows")
+    row_gens = None if row_seeds is None else [torch.Generator(device=device).manual_seed(int(s)) for s in row_seeds]
     obs = rooms.reset()
     cache = model.new_cache()
     cells = torch.zeros(b, max_steps, dtype=torch.long, device=device)
@@ -56,7 +63,12 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     while steps < max_steps and bool((finished < episodes).any()):
         t = rooms.t.clone()
         logits = model.step_state(obs, t, cache)
-        action = torch.multinomial(torch.softmax(logits.float(), dim=-1), 1, generator=gen).squeeze(1)
+        probs = torch.softmax(logits.float(), dim=-1)
+        if row_gens is None:
+            action = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        else:  # inverse-CDF sampling, one uniform per row from that row's generator
+            u = torch.cat([torch.rand(1, generator=g, device=device) for g in row_gens])
+            action = (probs.cumsum(-1) < u[:, None]).sum(-1).clamp(max=probs.shape[-1] - 1)
         obs, reward, term, trunc, final_obs = rooms.step(action)
         model.step_outcome(action, reward.long(), t, cache, final_obs)  # final_obs: the cell before any reset
         done = term | trunc

@@ -77,6 +77,8 @@ def eval_command(
     seed: int = typer.Option(None, "--seed", help="Seed of the evaluation episodes; AD runs: of the in-context action "
                              "sampling (default: the run's seed + 10000)."),
     gifs: int = typer.Option(None, "--gifs", min=0, help="AD runs: path GIFs for this many tasks (default 4)."),
+    ray: str = typer.Option(None, "--ray", help="AD runs: split the in-context runs across Ray tasks on the "
+                            "cluster at ADDRESS (or auto); same results as without."),
 ) -> None:
     """Evaluate a saved policy (deterministic by default); AD runs are evaluated in context.
 
@@ -98,9 +100,9 @@ def eval_command(
 
         print_ad_eval(evaluate_ad(run, tasks=tasks or "test", episodes=episodes, repeats=repeats,
                                   gifs=4 if gifs is None else gifs, checkpoint=checkpoint, seed=seed,
-                                  reporter=make_count_reporter()))
+                                  reporter=make_count_reporter(), ray=ray))
         return
-    refuse({"--tasks": tasks, "--repeats": repeats, "--gifs": gifs},
+    refuse({"--tasks": tasks, "--repeats": repeats, "--gifs": gifs, "--ray": ray},
            f"on a {cfg.algo} run (they are for Algorithm Distillation runs)")
     if shift is not None or mc_dropout:
         refuse({"--seed": seed}, "with --shift or --mc-dropout (they play from the run's evaluation seed)")
