@@ -44,3 +44,22 @@ def small_ppo(tmp_path):
         return rlcli.resolve_config("ppo", env="cartpole", overrides=sets)
 
     return make
+
+
+def launch_two_ranks(script: str, out: Path, timeout: float = 240) -> None:
+    """Run ``python script out`` as ranks 0 and 1 of a gloo process group on this machine (what torchrun
+    sets up: RANK, WORLD_SIZE, MASTER_ADDR/PORT), and fail with both logs unless both exit 0."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(REPO)}
+        procs.append(subprocess.Popen([sys.executable, script, str(out)], env=env, cwd=out,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=timeout)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
