@@ -105,7 +105,8 @@ class InContextAgent:
     The context is the transitions since :meth:`reset`, of which the model attends to the most recent
     (between 3/4 of ``config.ad.context_len`` and all of it, re-encoded as training encoded them: see
     :mod:`rlcli.nets.ad_transformer`), exactly as ``rlcli eval`` does; rows of a batch are separate contexts.
-    Actions are sampled from the model by default: a greedy in-context learner cannot explore.
+    Actions are sampled from the model (at the run's ``ad.temperature``) by default: a greedy in-context
+    learner cannot explore.
     """
 
     def __init__(self, model: Any, config: Any, env_params: dict, tasks: dict, checkpoint: Path, step: int,
@@ -116,6 +117,7 @@ class InContextAgent:
         self.env_params = env_params  # size, max_steps, terminate_on_goal, num_states, num_actions
         self.tasks: dict[str, list[int]] = tasks  # the run's task split ({"train": [...], "test": [...]})
         self.checkpoint, self.step, self.device = checkpoint, step, device
+        self.temperature = float(getattr(config.ad, "temperature", 1.0))  # of the sampling, as rlcli eval's
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -149,7 +151,8 @@ class InContextAgent:
         if deterministic:
             action = logits.argmax(-1)
         else:
-            action = torch.multinomial(torch.softmax(logits.float(), dim=-1), 1, generator=self._generator)[:, 0]
+            probs = torch.softmax(logits.float() / self.temperature, dim=-1)  # the run's ad.temperature
+            action = torch.multinomial(probs, 1, generator=self._generator)[:, 0]
         self._pending = action
         out = action.cpu().numpy()
         return int(out[0]) if single else out

@@ -1,4 +1,8 @@
-"""``rlcli.collect(cfg, out)``: learning histories of batched A2C agents on DarkRoom tasks, into HDF5.
+"""``rlcli.collect(cfg, out)``: learning histories of batched source agents on DarkRoom tasks, into HDF5.
+
+The source (``collect.source``) is A2C (the seed's, :mod:`rlcli.ad.source_a2c`) or the novelty explorer
+(:mod:`rlcli.ad.source_explorer`, which explores better than a random walk); both run through the same
+:class:`Collection`, which the text below describes for A2C.
 
 The 80 tasks are split by ``run.seed`` into train, validation and test tasks (the split is stored in the
 file; AD trains on the first, picks its checkpoint on the second and is scored on the third). Every training
@@ -148,8 +152,6 @@ class Collection(Algorithm):
     def __init__(self, cfg: Config, device: torch.device, out: str | Path, config_toml: str,
                  agents: range | None = None):
         """``agents``: the global indices of the agents this collection holds (default: all)."""
-        from rlcli.ad.source_a2c import BatchedA2C
-
         self.cfg, self.device, self.out, self.config_toml = cfg, device, Path(out), config_toml
         cc, hp = cfg.collect, cfg.a2c
         self.env_params = _env_params(cfg)
@@ -166,11 +168,19 @@ class Collection(Algorithm):
                       for s in range(streams)]
         self.stream_index = torch.tensor([a * n_envs + s for a in range(n_agents) for s in range(streams)],
                                          device=device)
-        self.agents = BatchedA2C(SIZE * SIZE, NUM_ACTIONS, hp,
-                                 [cfg.run.seed * 1_000_003 + a for a in agent_ids], device)
         goals = torch.tensor([task_goal(t) for t in agent_tasks for _ in range(n_envs)], dtype=torch.long)
         self.rooms = DarkRoomBatch(goals, SIZE, self.env_params["max_steps"], self.env_params["terminate_on_goal"],
                                    device)
+        seeds = [cfg.run.seed * 1_000_003 + a for a in agent_ids]
+        if cc.source == "explorer":
+            from rlcli.ad.source_explorer import BatchedExplorer
+
+            self.agents = BatchedExplorer(SIZE, NUM_ACTIONS, self.rooms.next_cell, self.rooms.start_cell, cc, seeds,
+                                          n_envs, device)
+        else:
+            from rlcli.ad.source_a2c import BatchedA2C
+
+            self.agents = BatchedA2C(SIZE * SIZE, NUM_ACTIONS, hp, seeds, device)
         self.obs = self.rooms.reset().reshape(n_agents, n_envs)
         self.ep_return = torch.zeros(n_agents, n_envs, device=device)
         self.curve_sum = torch.zeros(n_agents, device=device)
@@ -214,6 +224,8 @@ class Collection(Algorithm):
             with timer.phase("env"):
                 r_time[t] = self.rooms.t.reshape(n_agents, n_envs)
                 nxt, reward, term, trunc, final_obs = self.rooms.step(action.reshape(-1))
+                policies.observe(final_obs.reshape(n_agents, n_envs), reward.reshape(n_agents, n_envs),
+                                 (term | trunc).reshape(n_agents, n_envs))  # the explorer's memory
             r_obs[t], r_act[t] = self.obs, action
             r_rew[t] = reward.reshape(n_agents, n_envs)
             r_term[t], r_trunc[t] = term.reshape(n_agents, n_envs), trunc.reshape(n_agents, n_envs)

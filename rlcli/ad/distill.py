@@ -139,7 +139,7 @@ class AD(Algorithm):
         if group is None or group.is_main:  # under torchrun rank 0 evaluates and the others wait for its result
             tasks = [t for t in self.tasks[a.eval_tasks] for _ in range(a.eval_repeats)]
             r = run_in_context(self.model, tasks, a.eval_episodes, self.env_params,
-                               seed=cfg.run.seed + EVAL_SEED_OFFSET, device=self.device)
+                               seed=cfg.run.seed + EVAL_SEED_OFFSET, device=self.device, temperature=a.temperature)
             last = min(a.eval_last, a.eval_episodes)
             outcome = (r.returns[:, -last:].mean(1), r.lengths[:, -last:].mean(1), r.returns.mean(0))
         # every rank must take the same best.h5 decision: saving it is a collective step
@@ -195,11 +195,36 @@ CPU_PRESET = "darkroom-ad-small"  # sized for a CPU: minutes per thousand gradie
 GPU_PRESET = "darkroom-ad"  # the seed's full-size model: about 33 s per gradient step on a 2-core CPU
 
 
+EXPLORER_PRESETS = {True: "darkroom-ad-explorer", False: "darkroom-ad-explorer-paper"}  # by terminate_on_goal
+
+
+def histories_preset(histories: str | Path | None) -> str | None:
+    """The CPU preset made for a histories file's source and variant: the explorer presets for explorer
+    histories (their model and sampling temperature were chosen on those), None for A2C histories or no
+    readable file."""
+    import tomllib
+
+    from rlcli.storage.histories import HistoryReader
+
+    if not histories or not Path(histories).is_file():
+        return None
+    try:
+        with HistoryReader(histories) as reader:
+            collected = tomllib.loads(reader.config_toml)
+            terminate = bool(reader.env_params.get("terminate_on_goal", True))
+    except (OSError, ValueError):
+        return None  # the distill's own checks name what is wrong with the file
+    if collected.get("collect", {}).get("source", "a2c") != "explorer":
+        return None
+    return EXPLORER_PRESETS[terminate]
+
+
 def distill_config(env: str, preset: str | None, overrides: list[str],
                    extra: dict | None = None) -> tuple[Config, str | None]:
     """(config, note) of ``rlcli distill``. Without a preset, the one that fits the device the run would use
-    (``run.device``, auto by default): the full-size model on a GPU, the CPU-sized one without; ``note``
-    says which was picked, in one line (None when the preset was given)."""
+    (``run.device``, auto by default): the full-size model on a GPU, the CPU-sized one without (for
+    explorer histories, the explorer preset of their variant); ``note`` says which was picked, in one line
+    (None when the preset was given)."""
     from rlcli.config.presets import resolve_config
     from rlcli.engine.seeding import resolve_device
 
@@ -208,8 +233,9 @@ def distill_config(env: str, preset: str | None, overrides: list[str],
     cfg = resolve_config("ad", env=env, preset=GPU_PRESET, overrides=overrides, extra=extra)
     if resolve_device(cfg.run.device).type == "cuda":
         return cfg, f"GPU found: the full-size model (preset {GPU_PRESET}); --preset {CPU_PRESET} for the small one"
-    cfg = resolve_config("ad", env=env, preset=CPU_PRESET, overrides=overrides, extra=extra)
-    return cfg, (f"no GPU: the CPU-sized model (preset {CPU_PRESET}); --preset {GPU_PRESET} for the full-size one "
+    cpu_preset = histories_preset(cfg.ad.histories) or CPU_PRESET
+    cfg = resolve_config("ad", env=env, preset=cpu_preset, overrides=overrides, extra=extra)
+    return cfg, (f"no GPU: the CPU-sized model (preset {cpu_preset}); --preset {GPU_PRESET} for the full-size one "
                  f"(hours per thousand steps on a CPU)")
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 MIN_RUNS = 92  # default in-context runs of an evaluation: 4 per task on the 23 test tasks
 SPLITS = ("test", "validation", "train")
 CI_REPS = 10_000  # bootstrap replicates of the printed confidence intervals
+SOURCE_LABELS = {"a2c": "A2C", "explorer": "explorer"}  # collect.source -> its name in tables and plots
 AGENT_LABELS = {"ad": "AD in context", "source": "A2C source agents", "random": "uniform random",
                 "random_walk_then_return": "random walk + return", "sweep_then_return": "sweep + return (bound)"}
 
@@ -69,13 +70,14 @@ def pointwise_band(returns: np.ndarray, tasks: np.ndarray, reps: int = 1000,
 class AgentCurves:
     """One agent's return per episode index over its runs, with the task of each run."""
 
-    name: str  # a key of AGENT_LABELS
+    name: str  # a key of AGENT_LABELS, or "source" / "compare" (source agents of a histories file)
     returns: np.ndarray  # (runs, E)
     tasks: np.ndarray  # (runs,)
+    title: str = ""  # the label, where it is not AGENT_LABELS[name]
 
     @property
     def label(self) -> str:
-        return AGENT_LABELS[self.name]
+        return self.title or AGENT_LABELS[self.name]
 
     def estimate(self, first: int, last: int, reps: int = CI_REPS, seed: int = 0) -> tuple[float, float, float]:
         """(mean, 95% CI low, high) of the mean return of episodes ``first``..``last`` (1-based, inclusive)
@@ -105,12 +107,20 @@ class ADEvalResult:
     # scripted agent -> (repeats * tasks, episodes), repeat-major: row r * len(tasks) + j is task j, seed + r
     baselines: dict[str, np.ndarray] | None = None
     source_tasks: np.ndarray | None = None  # (histories,): the task of each row of source_returns
+    source: str = "a2c"  # the source algorithm of the histories (collect.source)
+    # the source agents of another collection on the same tasks (--compare-histories), or None
+    compare: AgentCurves | None = None
+    temperature: float = 1.0  # of AD's action sampling
 
     def agents(self) -> list[AgentCurves]:
-        """AD, the A2C source agents (when their histories are still there) and the scripted baselines."""
+        """AD, its source agents (when their histories are still there), the source agents of a compared
+        collection and the scripted baselines."""
         out = [AgentCurves("ad", self.returns, np.repeat(self.tasks, self.repeats))]
         if self.source_returns is not None:
-            out.append(AgentCurves("source", self.source_returns, self.source_tasks))
+            out.append(AgentCurves("source", self.source_returns, self.source_tasks,
+                                   f"{SOURCE_LABELS.get(self.source, self.source)} source agents"))
+        if self.compare is not None:
+            out.append(self.compare)
         for name, returns in (self.baselines or {}).items():
             out.append(AgentCurves(name, returns, np.tile(self.tasks, len(returns) // len(self.tasks))))
         return out
@@ -136,7 +146,7 @@ class ADEvalResult:
 
 
 def source_curves(histories: str | Path, tasks: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The A2C agents' return per episode of their own learning, for every history of ``tasks``: ((H, E),
+    """The source agents' return per episode of their own learning, for every history of ``tasks``: ((H, E),
     truncated to the shortest, and the task of each history (H,)), or None. Skipped episodes are
     interpolated between the stored ones."""
     import tomllib
@@ -165,6 +175,43 @@ def source_curves(histories: str | Path, tasks: list[int]) -> tuple[np.ndarray, 
     return np.stack([c[:n] for c in curves]), np.asarray(curve_tasks)
 
 
+def histories_source(histories: str | Path) -> str:
+    """The source algorithm (collect.source) of a histories file; "a2c" for files from before the choice."""
+    import tomllib
+
+    from rlcli.storage.histories import HistoryReader
+
+    with HistoryReader(histories) as reader:
+        return tomllib.loads(reader.config_toml).get("collect", {}).get("source", "a2c")
+
+
+def compare_curves(histories: str | Path, split: str, tasks: list[int], env_params: dict) -> AgentCurves:
+    """The source agents of another collection (``--compare-histories``) on the run's ``split`` tasks, say
+    the A2C agents beside an AD run distilled from explorers. Raises ConfigError unless the file holds a
+    ``split`` split with the same tasks and the same room (the same run.seed and split sizes do)."""
+    from rlcli.storage.histories import HistoryReader
+
+    path = Path(histories)
+    if not path.is_file():
+        raise ConfigError(f"--compare-histories: no histories file '{path}'")
+    with HistoryReader(path) as reader:  # a damaged or foreign file: CorruptFileError, one line
+        theirs, their_env = reader.tasks(split), dict(reader.env_params)
+    if sorted(theirs) != sorted(tasks):
+        raise ConfigError(f"--compare-histories: '{path}' has other {split} tasks than the run (collect it with "
+                          f"the run's run.seed and split sizes)")
+    for key in ("size", "max_steps", "terminate_on_goal"):
+        if key in their_env and key in env_params and bool(their_env[key] != env_params[key]):
+            raise ConfigError(f"--compare-histories: '{path}' was collected with env {key} = {their_env[key]}, "
+                              f"the run with {env_params[key]}")
+    found = source_curves(path, tasks)
+    if found is None:
+        raise ConfigError(f"--compare-histories: '{path}' holds no source agents on the {split} tasks "
+                          f"(collect.test_histories_per_task = 0?)")
+    source = histories_source(path)
+    return AgentCurves("compare", found[0], found[1],
+                       f"{SOURCE_LABELS.get(source, source)} agents ({path.name})")
+
+
 def default_repeats(num_tasks: int) -> int:
     """In-context runs per task for at least :data:`MIN_RUNS` runs in all."""
     return max(1, math.ceil(MIN_RUNS / max(1, num_tasks)))
@@ -181,16 +228,21 @@ def run_seeds(seed: int, tasks: list[int], repeats: int) -> list[int]:
 def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: int = 40, repeats: int | None = None,
                 gifs: int = 4, out_dir: str | Path | None = None, checkpoint: str = "last",
                 seed: int | None = None, device: str = "cpu", reporter: CountReporter | None = None,
-                ray: str | None = None) -> ADEvalResult:
+                ray: str | None = None, compare_histories: str | Path | None = None,
+                temperature: float | None = None) -> ADEvalResult:
     """In-context evaluation of an AD run on its ``tasks`` split ("test", "validation" or "train"),
     ``repeats`` runs per task (default: :func:`default_repeats`), actions sampled from ``seed`` (default:
     the run's seed + the evaluation offset); ``reporter`` (a :class:`~rlcli.engine.progress.CountReporter`)
     follows the episodes as they finish. The scripted baselines play the same tasks, ``repeats`` runs per
     task, their r-th run on every task seeded with ``seed + r``. Each AD run samples from its own seed
     (:func:`run_seeds`); with ``ray`` ("auto" or a cluster address) the runs are split across Ray tasks
-    (:mod:`rlcli.ad.ray_eval`), with the same returns."""
+    (:mod:`rlcli.ad.ray_eval`), with the same returns. ``compare_histories``: another collection whose
+    source agents played the same tasks (:func:`compare_curves`), shown beside the run's own source.
+    ``temperature``: of the action sampling (default: the run's ``ad.temperature``)."""
     if tasks not in SPLITS:
         raise ConfigError(f"--tasks must be one of {', '.join(SPLITS)}, got '{tasks}'")
+    if temperature is not None and not temperature >= 1e-3:
+        raise ConfigError(f"--temperature must be at least 0.001, got {temperature}")
     if repeats is not None and repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {repeats}")
     import torch
@@ -207,7 +259,10 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
         raise ConfigError(f"the run's task split has no {tasks} tasks"
                           + (" (it was distilled before validation splits: collect and distill it again)"
                              if tasks == "validation" else ""))
+    compare = (compare_curves(compare_histories, tasks, chosen, env_params) if compare_histories is not None
+               else None)  # checked before any episode is played
     repeats = repeats or default_repeats(len(chosen))
+    temperature = cfg.ad.temperature if temperature is None else temperature
     seed = cfg.run.seed + EVAL_SEED_OFFSET if seed is None else seed
     torch.set_num_threads(max(1, cfg.run.torch_threads))
     model = model.to(device)
@@ -219,10 +274,11 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
             from rlcli.ad.ray_eval import run_in_context_on_ray
 
             rollout = run_in_context_on_ray(ray, path, run_tasks, run_seeds(seed, chosen, repeats), episodes,
-                                            on_finished=reporter.update)
+                                            on_finished=reporter.update, temperature=temperature)
         else:
             rollout = run_in_context(model, run_tasks, episodes, env_params, seed=seed, device=device,
-                                     on_finished=reporter.update, row_seeds=run_seeds(seed, chosen, repeats))
+                                     on_finished=reporter.update, row_seeds=run_seeds(seed, chosen, repeats),
+                                     temperature=temperature)
     finally:
         reporter.stop()
     from rlcli.ad.baselines import baseline_curves
@@ -231,7 +287,8 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
     found = source_curves(cfg.ad.histories, chosen)
     source, source_tasks = found if found is not None else (None, None)
     result = ADEvalResult(path, int(ckpt.attrs.get("step", 0)), chosen, repeats, seed, rollout.returns, source,
-                          None, [], baselines, source_tasks)
+                          None, [], baselines, source_tasks,
+                          histories_source(cfg.ad.histories) if source is not None else "a2c", compare, temperature)
     out = Path(out_dir) if out_dir is not None else (path.parent.parent / "eval" if path.parent.name ==
                                                      "checkpoints" else path.parent / "eval")
     out.mkdir(parents=True, exist_ok=True)
@@ -241,13 +298,13 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
     return result
 
 
-AGENT_COLOURS = {"ad": "tab:blue", "source": "tab:orange", "random": "tab:gray",
+AGENT_COLOURS = {"ad": "tab:blue", "source": "tab:orange", "compare": "tab:brown", "random": "tab:gray",
                  "random_walk_then_return": "tab:green", "sweep_then_return": "tab:purple"}
 
 
 def plot_curves(agents: list[AgentCurves], path: Path, tasks: str, seed: int = 0) -> Path:
     """Every agent's mean return per episode index with its pointwise 95% bootstrap band: AD in context
-    (episodes 1..E), the A2C agents over their whole learning, the scripted baselines over 1..E."""
+    (episodes 1..E), the source agents over their whole learning, the scripted baselines over 1..E."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,7 +316,7 @@ def plot_curves(agents: list[AgentCurves], path: Path, tasks: str, seed: int = 0
         low, high = pointwise_band(agent.returns, agent.tasks, seed=seed)
         colour = AGENT_COLOURS[agent.name]
         ax.plot(e, agent.returns.mean(0), label=f"{agent.label} (n = {len(agent.returns)})", color=colour,
-                linestyle="-" if agent.name in ("ad", "source") else "--")
+                linestyle="-" if agent.name in ("ad", "source", "compare") else "--")
         ax.fill_between(e, low, high, alpha=0.2, color=colour)
     ax.set_xscale("log")
     ax.set_xlabel("episode index")

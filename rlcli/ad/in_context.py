@@ -32,12 +32,13 @@ class InContextRollout:
 def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_params: dict,
                    seed: int = 0, device: torch.device | str = "cpu",
                    on_finished: Callable[[int], None] | None = None,
-                   row_seeds: list[int] | None = None) -> InContextRollout:
+                   row_seeds: list[int] | None = None, temperature: float = 1.0) -> InContextRollout:
     """Play ``episodes`` episodes of each of ``tasks`` (one batch); see the module docstring.
     ``on_finished`` is called with the number of episodes finished over all rows when it grows.
     With ``row_seeds`` (one per row) each row samples its actions from its own generator, so a row plays
     the same whichever other rows share its batch (how :mod:`rlcli.ad.ray_eval` splits an evaluation);
-    otherwise one generator seeded with ``seed`` serves the whole batch."""
+    otherwise one generator seeded with ``seed`` serves the whole batch. Actions are sampled from
+    softmax(logits / ``temperature``)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -63,7 +64,7 @@ def run_in_context(model: ADTransformer, tasks: list[int], episodes: int, env_pa
     while steps < max_steps and bool((finished < episodes).any()):
         t = rooms.t.clone()
         logits = model.step_state(obs, t, cache)
-        probs = torch.softmax(logits.float(), dim=-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
         if row_gens is None:
             action = torch.multinomial(probs, 1, generator=gen).squeeze(1)
         else:  # inverse-CDF sampling, one uniform per row from that row's generator

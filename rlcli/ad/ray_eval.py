@@ -19,7 +19,8 @@ from rlcli.ad.in_context import InContextRollout
 MAX_RETRIES = 2  # a share whose node died is played again elsewhere (it has no state to lose)
 
 
-def play_share(checkpoint: str, tasks: list[int], seeds: list[int], episodes: int) -> InContextRollout:
+def play_share(checkpoint: str, tasks: list[int], seeds: list[int], episodes: int,
+               temperature: float = 1.0) -> InContextRollout:
     """One Ray task: the rows ``tasks`` (with their ``seeds``) of the evaluation of ``checkpoint``."""
     import torch
 
@@ -29,7 +30,7 @@ def play_share(checkpoint: str, tasks: list[int], seeds: list[int], episodes: in
 
     torch.set_num_threads(1)  # one CPU per share, as the task asks of Ray
     model, _, env_params, _ = load_ad_model(load_checkpoint(checkpoint))
-    return run_in_context(model, tasks, episodes, env_params, row_seeds=seeds)
+    return run_in_context(model, tasks, episodes, env_params, row_seeds=seeds, temperature=temperature)
 
 
 def share_rows(runs: int, shares: int) -> list[range]:
@@ -52,7 +53,8 @@ def join_rollouts(parts: list[InContextRollout]) -> InContextRollout:
 
 
 def run_in_context_on_ray(address: str, checkpoint: str | Path, tasks: list[int], seeds: list[int], episodes: int,
-                          on_finished: Callable[[int], None] | None = None) -> InContextRollout:
+                          on_finished: Callable[[int], None] | None = None,
+                          temperature: float = 1.0) -> InContextRollout:
     """The rollout of ``run_in_context(model, tasks, episodes, row_seeds=seeds)`` played in shares on the
     Ray cluster at ``address`` ("auto" or an address); ``on_finished`` gets the episodes of the finished
     shares."""
@@ -65,7 +67,8 @@ def run_in_context_on_ray(address: str, checkpoint: str | Path, tasks: list[int]
         cpus = int(ray.cluster_resources().get("CPU", 1))
         blocks = share_rows(len(tasks), max(1, min(len(tasks), cpus)))
         task = ray.remote(max_retries=MAX_RETRIES)(play_share).options(num_cpus=1)
-        refs = {task.remote(str(checkpoint), [tasks[i] for i in rows], [seeds[i] for i in rows], episodes): k
+        refs = {task.remote(str(checkpoint), [tasks[i] for i in rows], [seeds[i] for i in rows], episodes,
+                            temperature): k
                 for k, rows in enumerate(blocks)}
         parts: list[InContextRollout | None] = [None] * len(blocks)
         pending, done_runs = list(refs), 0

@@ -47,9 +47,26 @@ class PolicyTables:
         # cumulative value rounded below 1
         return (cdf <= u).sum(-1).clamp_(max=self._last_action)
 
+    def observe(self, cell: torch.Tensor, reward: torch.Tensor, done: torch.Tensor) -> None:
+        """A step's outcome (the explorer source remembers it); A2C learns only in :meth:`BatchedA2C.update`."""
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (N, ...) long -> V (N, ...)."""
         return self.values[self._agent.reshape((-1,) + (1,) * (obs.dim() - 1)), obs]
+
+
+def agent_uniforms(seeds: list[int], update: int, steps: int, batch: int,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """(steps, N, batch) uniforms in [0, 1) of N agents during update ``update``: agent n's come from a
+    generator seeded with (``seeds[n]``, ``update``) alone, so an agent acts the same whichever agents share
+    its batch (a collection sharded over agents draws what one process draws) and a resumed collection needs
+    no generator state. Drawn on the CPU once per update, then one copy to the device."""
+    out = torch.empty(len(seeds), steps, batch)
+    g = torch.Generator()
+    for n, seed in enumerate(seeds):
+        g.manual_seed(((seed * 0x9E3779B97F4A7C15) ^ update) & 0xFFFF_FFFF_FFFF_FFFF)
+        torch.rand(steps, batch, generator=g, out=out[n])
+    return out.transpose(0, 1).to(device)
 
 
 class BatchedA2C:
@@ -102,16 +119,9 @@ class BatchedA2C:
         return PolicyTables(out[..., :-1], out[..., -1], self._agent)
 
     def action_noise(self, update: int, steps: int, batch: int) -> torch.Tensor:
-        """(steps, N, batch) uniforms in [0, 1) for :meth:`act` during update ``update``: agent n's come from a
-        generator seeded with (``seeds[n]``, ``update``) alone, so an agent acts the same whichever agents
-        share its batch (a collection sharded over agents draws what one process draws) and a resumed
-        collection needs no generator state. Drawn on the CPU once per update, then one copy to the device."""
-        out = torch.empty(self.num_agents, steps, batch)
-        g = torch.Generator()
-        for n, seed in enumerate(self.seeds):
-            g.manual_seed(((seed * 0x9E3779B97F4A7C15) ^ update) & 0xFFFF_FFFF_FFFF_FFFF)
-            torch.rand(steps, batch, generator=g, out=out[n])
-        return out.transpose(0, 1).to(self.device)
+        """(steps, N, batch) uniforms in [0, 1) for :meth:`act` during update ``update``: see
+        :func:`agent_uniforms`."""
+        return agent_uniforms(self.seeds, update, steps, batch, self.device)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""Terminal output of ``rlcli eval`` for Algorithm Distillation runs: one row per agent (AD, the A2C source
-agents, the scripted baselines) with its return at a few episode indices and its last-episodes figure with
+"""Terminal output of ``rlcli eval`` for Algorithm Distillation runs: one row per agent (AD, its source
+agents, a compared collection's agents, the scripted baselines) with its return at a few episode indices and its last-episodes figure with
 a bootstrap CI over runs."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from rlcli.ad.evaluate import ADEvalResult
 
 def print_ad_eval(result: ADEvalResult) -> None:
     """Return at episodes 1, 10 and 20 (those that exist) and over the last 10 of E, per agent, with its
-    number of runs n and the 95% CI of the last-10 figure (sweep + return: the upper bound); then the A2C agents' return later in their own learning, AD's
-    headline, the plot and the GIFs."""
+    number of runs n and the 95% CI of the last-10 figure (sweep + return: the upper bound); then the source agents' return
+    later in their own learning, AD's headline, the plot and the GIFs."""
     from rich.console import Console
     from rich.table import Table
 
@@ -45,8 +45,9 @@ def print_ad_eval(result: ADEvalResult) -> None:
         if len(source) > n:
             later.append(f"episode {len(source)} (last) {source[-1]:.2f}")
         if later:
-            console.print(f"A2C source agents later in their own learning: {', '.join(later)}")
-    console.print(f"baselines: {result.repeats} runs per task, run r seeded with {result.seed} + r")
+            console.print(f"{result.agents()[1].label} later in their own learning: {', '.join(later)}")
+    console.print(f"AD samples its actions at temperature {result.temperature:g}; baselines: {result.repeats} runs "
+                  f"per task, run r seeded with {result.seed} + r")
     console.print(result.summary(last))
     if result.plot is not None:
         console.print(f"plot: {result.plot}")

@@ -1,4 +1,5 @@
-"""``rlcli collect darkroom --out data.h5``: learning histories of batched A2C agents (Algorithm Distillation)."""
+"""``rlcli collect darkroom --out data.h5``: learning histories of batched source agents (A2C or
+explorers) for Algorithm Distillation."""
 
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ def collect_command(
     ray: str = typer.Option(None, "--ray", metavar="auto|ADDRESS",
                             help="Run the shards as Ray tasks on this cluster (default --shards: the cluster's CPUs)."),
 ) -> None:
-    """Train A2C source agents on DarkRoom tasks, all at once, streaming their learning histories to --out.
+    """Run the source agents on DarkRoom tasks (A2C, or explorers with collect.source=explorer), all at once,
+    streaming their learning histories to --out.
 
-    Example: [bold]rlcli collect darkroom --out histories.h5 --preset darkroom-ad-small[/bold]
+    Example: [bold]rlcli collect darkroom --out histories.h5 --preset darkroom-ad-explorer[/bold]
     """
     import sys
 

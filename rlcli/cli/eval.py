@@ -77,6 +77,12 @@ def eval_command(
     seed: int = typer.Option(None, "--seed", help="Seed of the evaluation episodes; AD runs: of the in-context action "
                              "sampling (default: the run's seed + 10000)."),
     gifs: int = typer.Option(None, "--gifs", min=0, help="AD runs: path GIFs for this many tasks (default 4)."),
+    compare_histories: str = typer.Option(None, "--compare-histories", help="AD runs: also show the source agents "
+                                          "of this histories file on the same tasks (say the A2C agents beside "
+                                          "a run distilled from explorers)."),
+    temperature: float = typer.Option(None, "--temperature", help="AD runs: sampling temperature of the in-context "
+                                      "actions (default: the run's ad.temperature); choose it with --tasks "
+                                      "validation, never on test."),
     ray: str = typer.Option(None, "--ray", help="AD runs: split the in-context runs across Ray tasks on the "
                             "cluster at ADDRESS (or auto); same results as without."),
 ) -> None:
@@ -100,9 +106,11 @@ def eval_command(
 
         print_ad_eval(evaluate_ad(run, tasks=tasks or "test", episodes=episodes, repeats=repeats,
                                   gifs=4 if gifs is None else gifs, checkpoint=checkpoint, seed=seed,
-                                  reporter=make_count_reporter(), ray=ray))
+                                  reporter=make_count_reporter(), ray=ray,
+                                  compare_histories=compare_histories, temperature=temperature))
         return
-    refuse({"--tasks": tasks, "--repeats": repeats, "--gifs": gifs, "--ray": ray},
+    refuse({"--tasks": tasks, "--repeats": repeats, "--gifs": gifs, "--ray": ray,
+            "--compare-histories": compare_histories, "--temperature": temperature},
            f"on a {cfg.algo} run (they are for Algorithm Distillation runs)")
     if shift is not None or mc_dropout:
         refuse({"--seed": seed}, "with --shift or --mc-dropout (they play from the run's evaluation seed)")

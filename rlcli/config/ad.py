@@ -25,6 +25,15 @@ class CollectConfig:
     histories_per_task: int = option(4, "Source agents (different seeds) per training task.", min=1)
     test_histories_per_task: int = option(1, "Source agents per validation and per test task: their curves are "
                                              "the A2C baseline of `rlcli eval`; AD never trains on them.", min=0)
+    source: str = option("a2c", "Source algorithm of the histories: A2C agents learning each task (the seed's), "
+                                "or novelty explorers (explorer: head for the nearest unvisited cell until a "
+                                "reward is found, then straight to it; noise_* add decaying random actions).",
+                         choices=("a2c", "explorer"))
+    noise_start: float = option(0.0, "explorer: probability of a random action in a stream's first episode.",
+                                min=0.0, max=1.0)
+    noise_end: float = option(0.0, "explorer: that probability after noise_episodes episodes.", min=0.0, max=1.0)
+    noise_episodes: int = option(10, "explorer: episodes over which the random-action probability decays "
+                                     "linearly from noise_start to noise_end.", min=1)
     steps_per_agent: int = option(2_500_000, "Env steps per agent (summed over its a2c.num_envs envs).", min=1)
     streams_per_agent: int = option(1, "Env streams of each agent stored as histories (<= a2c.num_envs).",
                                     min=1)
@@ -93,6 +102,9 @@ class ADConfig:
     weight_decay: float = option(0.0, "AdamW weight decay (0 = Adam).", min=0.0)
     max_grad_norm: float = option(1.0, "Gradient-norm clip.", min=0.0)
     amp: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU).")
+    temperature: float = option(1.0, "Sampling temperature of the in-context actions (logits / T): below 1 "
+                                     "sharpens the imitated policy; pick it on the validation tasks "
+                                     "(`rlcli eval RUN --tasks validation --temperature T`).", min=1e-3)
     eval_episodes: int = option(40, "Episodes per in-context evaluation (each task's context spans them all).",
                                 min=1)
     eval_last: int = option(10, "eval_return is the mean return of the last N in-context episodes.", min=1)
