@@ -1,6 +1,9 @@
 """The explorer source of Algorithm Distillation histories (``collect.source = "explorer"``) and
 ``rlcli eval --compare-histories``: real collections, a real distill and real CLI processes."""
 
+import os
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +155,18 @@ def test_eval_compares_the_explorer_run_with_the_a2c_agents_of_another_collectio
     assert r.returncode == 0 and "at temperature 0.5;" in r.stdout, r.stderr
     r = cli("eval", "runs/ad", "--temperature", "0", cwd=tmp_path)
     assert r.returncode == 2 and "--temperature must be" in r.stderr
+    # benchmarks/ad_seeds.py pools seeds: here the same run twice, so each seed's figure is the pooled one
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ad_seeds.py"), "--episodes", "3",
+                          "runs/ad:a2c.h5", "runs/ad:a2c.h5"], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("ad "))
+    value = re.search(r"last 3 of 3: ([\d.]+) \(", row).group(1)
+    assert "n = 184 |" in row and row.count(f"{value} (") == 3, row  # pooled and both seeds
+    assert re.search(r"^A2C .* n = \d+ \|", out.stdout, re.M), out.stdout
+    assert "AD minus A2C, seed 1: smallest" in out.stdout and "AD minus random_walk_then_return, pooled" in out.stdout

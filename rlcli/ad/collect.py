@@ -111,6 +111,15 @@ def stored_episode_index(returns: np.ndarray, stride: int, dense_until_success: 
     return np.where(e <= first, e, first + 1 + skip_after_success + (e - first - 1) * stride)
 
 
+def histories_source(histories: str | Path) -> str:
+    """The source algorithm (``collect.source``) a histories file was collected with; "a2c" for files from
+    before the choice existed."""
+    import tomllib
+
+    with HistoryReader(histories) as reader:
+        return tomllib.loads(reader.config_toml).get("collect", {}).get("source", "a2c")
+
+
 def collection_run_dir(out: str | Path) -> Path:
     """The run folder of the collection into ``out``: beside it, ``data.h5`` -> ``data.collect``."""
     out = Path(out)

@@ -202,21 +202,18 @@ def histories_preset(histories: str | Path | None) -> str | None:
     """The CPU preset made for a histories file's source and variant: the explorer presets for explorer
     histories (their model and sampling temperature were chosen on those), None for A2C histories or no
     readable file."""
-    import tomllib
-
+    from rlcli.ad.collect import histories_source
     from rlcli.storage.histories import HistoryReader
 
     if not histories or not Path(histories).is_file():
         return None
     try:
+        if histories_source(histories) != "explorer":
+            return None
         with HistoryReader(histories) as reader:
-            collected = tomllib.loads(reader.config_toml)
-            terminate = bool(reader.env_params.get("terminate_on_goal", True))
+            return EXPLORER_PRESETS[bool(reader.env_params.get("terminate_on_goal", True))]
     except (OSError, ValueError):
         return None  # the distill's own checks name what is wrong with the file
-    if collected.get("collect", {}).get("source", "a2c") != "explorer":
-        return None
-    return EXPLORER_PRESETS[terminate]
 
 
 def distill_config(env: str, preset: str | None, overrides: list[str],

@@ -175,16 +175,6 @@ def source_curves(histories: str | Path, tasks: list[int]) -> tuple[np.ndarray, 
     return np.stack([c[:n] for c in curves]), np.asarray(curve_tasks)
 
 
-def histories_source(histories: str | Path) -> str:
-    """The source algorithm (collect.source) of a histories file; "a2c" for files from before the choice."""
-    import tomllib
-
-    from rlcli.storage.histories import HistoryReader
-
-    with HistoryReader(histories) as reader:
-        return tomllib.loads(reader.config_toml).get("collect", {}).get("source", "a2c")
-
-
 def compare_curves(histories: str | Path, split: str, tasks: list[int], env_params: dict) -> AgentCurves:
     """The source agents of another collection (``--compare-histories``) on the run's ``split`` tasks, say
     the A2C agents beside an AD run distilled from explorers. Raises ConfigError unless the file holds a
@@ -207,6 +197,8 @@ def compare_curves(histories: str | Path, split: str, tasks: list[int], env_para
     if found is None:
         raise ConfigError(f"--compare-histories: '{path}' holds no source agents on the {split} tasks "
                           f"(collect.test_histories_per_task = 0?)")
+    from rlcli.ad.collect import histories_source
+
     source = histories_source(path)
     return AgentCurves("compare", found[0], found[1],
                        f"{SOURCE_LABELS.get(source, source)} agents ({path.name})")
@@ -284,6 +276,8 @@ def evaluate_ad(run_or_checkpoint: str | Path, tasks: str = "test", episodes: in
     from rlcli.ad.baselines import baseline_curves
 
     baselines = baseline_curves(chosen, episodes, env_params, seeds=[seed + r for r in range(repeats)])
+    from rlcli.ad.collect import histories_source
+
     found = source_curves(cfg.ad.histories, chosen)
     source, source_tasks = found if found is not None else (None, None)
     result = ADEvalResult(path, int(ckpt.attrs.get("step", 0)), chosen, repeats, seed, rollout.returns, source,

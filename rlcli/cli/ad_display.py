@@ -1,6 +1,6 @@
 """Terminal output of ``rlcli eval`` for Algorithm Distillation runs: one row per agent (AD, its source
-agents, a compared collection's agents, the scripted baselines) with its return at a few episode indices and its last-episodes figure with
-a bootstrap CI over runs."""
+agents, a compared collection's agents, the scripted baselines) with its return at a few episode indices
+and its last-episodes figure with a bootstrap CI over runs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from rlcli.ad.evaluate import ADEvalResult
 
 def print_ad_eval(result: ADEvalResult) -> None:
     """Return at episodes 1, 10 and 20 (those that exist) and over the last 10 of E, per agent, with its
-    number of runs n and the 95% CI of the last-10 figure (sweep + return: the upper bound); then the source agents' return
-    later in their own learning, AD's headline, the plot and the GIFs."""
+    number of runs n and the 95% CI of the last-10 figure (sweep + return: the upper bound); then the source
+    agents' return later in their own learning, AD's headline, the plot and the GIFs."""
     from rich.console import Console
     from rich.table import Table
 
