@@ -78,6 +78,8 @@ def refusal_cases(runs: Path, out: Path) -> list[tuple[list[str], str]]:
         (["distill", "cartpole", "--histories", data, "--runs-dir", str(out)], "collected on 'darkroom', not 'cartpole'"),
         (["distill", "darkroom", "--runs-dir", str(out), "--set", "ad.histories=''"], "needs the learning histories"),
         (["collect", "darkroom", "--dry-run"], "--out"),
+        (["collect", "darkroom", "--out", str(out / "n.h5"), "--set", "collect.noise_start=0.2"],
+         "act only with collect.source"),
         (["collect", "cartpole", "--out", str(out / "h.h5")], "gives vector ones"),
     ]
 

@@ -125,6 +125,9 @@ def check_ad(cfg) -> None:
     if c.num_test_tasks + c.num_validation_tasks >= DARKROOM_TASKS:
         raise ConfigError(f"collect.num_test_tasks ({c.num_test_tasks}) + collect.num_validation_tasks "
                           f"({c.num_validation_tasks}) leave no training task of the {DARKROOM_TASKS}")
+    if c.source != "explorer" and (c.noise_start, c.noise_end) != (0.0, 0.0):
+        raise ConfigError(f"collect.noise_start / noise_end act only with collect.source = \"explorer\" (this "
+                          f"collection's source is {c.source}); drop them or choose the explorer")
     if c.streams_per_agent > cfg.a2c.num_envs:
         raise ConfigError(f"collect.streams_per_agent ({c.streams_per_agent}) must be <= a2c.num_envs "
                           f"({cfg.a2c.num_envs})")
